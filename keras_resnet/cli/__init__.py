@@ -1,0 +1,31 @@
+"""The ``kresnet`` command line: a click group whose commands parse arguments, call
+library functions and print. No logic lives here.
+
+Each command group sits in its own module and is registered below; TensorFlow is
+imported inside the commands so ``kresnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from keras_resnet import __version__
+from keras_resnet.cli.models import models_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kresnet")
+def main() -> None:
+    """kresnet: build, train, fine-tune, evaluate and export ResNet image classifiers.
+
+    \b
+    Examples:
+      kresnet models
+      kresnet train --dataset cifar10 --data-dir ../shared/datasets/cifar10
+      kresnet evaluate
+      kresnet export --format tflite --quantize int8
+      kresnet predict saved_models/latest cat.jpg
+    """
+
+
+main.add_command(models_command)
