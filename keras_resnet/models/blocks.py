@@ -25,7 +25,7 @@ ZERO_PAD = "zero_pad"  # option A: stride-2 subsample, channels doubled with zer
 
 def _batch_norm(style: str, name: str) -> layers.BatchNormalization:
     if style == "keras":
-        return layers.BatchNormalization(axis=-1, epsilon=1.001e-5, name=name)
+        return layers.BatchNormalization(axis=3, epsilon=1.001e-5, name=name)
     return layers.BatchNormalization(axis=-1, epsilon=1e-5, momentum=0.9, name=name)
 
 
