@@ -10,7 +10,13 @@ from __future__ import annotations
 import click
 
 from keras_resnet import __version__
+from keras_resnet.cli.data import data_command
+from keras_resnet.cli.evaluate import evaluate_command
+from keras_resnet.cli.export import export_command
 from keras_resnet.cli.models import models_command
+from keras_resnet.cli.predict import predict_command
+from keras_resnet.cli.train import train_command
+from keras_resnet.cli.weights import convert_weights_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,3 +35,9 @@ def main() -> None:
 
 
 main.add_command(models_command)
+main.add_command(convert_weights_command)
+main.add_command(export_command)
+main.add_command(predict_command)
+main.add_command(train_command)
+main.add_command(evaluate_command)
+main.add_command(data_command)

@@ -129,9 +129,9 @@ def build_resnet(
     validate_head_args(num_classes, pooling, dropout, hidden_units, classifier_activation, include_top)
     if not isinstance(width_multiplier, (int, float)) or width_multiplier <= 0:
         raise ValueError(f"width_multiplier must be > 0. Received: width_multiplier={width_multiplier!r}")
-    if weights is not None and width_multiplier != 1.0:
+    if weights == "imagenet" and width_multiplier != 1.0:
         raise ValueError(
-            f"Pretrained weights need the full width. Received: width_multiplier={width_multiplier!r}, "
+            f"ImageNet weights need the full width. Received: width_multiplier={width_multiplier!r}, "
             f"weights={weights!r}"
         )
 

@@ -1,0 +1,37 @@
+"""``kresnet evaluate``: metrics of a trained run (default: the latest) on a split."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("run", required=False, metavar="[RUN_DIR|MODEL]")
+@click.option("--dataset", help="Evaluate on this dataset instead of the run's (same classes).")
+@click.option("--data-dir", help="Where that dataset lies (image folder or local copy).")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option("--batch-size", type=int, help="Evaluation batch size (default: the run's).")
+@click.option("--no-write", is_flag=True, help="Only print; do not write metrics.json / confusion_matrix.png.")
+def evaluate_command(run, dataset, data_dir, split, batch_size, no_write) -> None:
+    """Evaluate a trained model: loss, top-1, top-5, per-class precision/recall/F1, confusion matrix.
+
+    RUN is a run directory or a .keras file inside one (default: the most recent run
+    under saved_models/). The split is built with the run's data config, so it is
+    preprocessed exactly as in training. Writes metrics.json and confusion_matrix.png
+    into the run directory.
+
+    \b
+    Examples:
+      kresnet evaluate
+      kresnet evaluate saved_models/resnet20-cifar10-20250101-120000
+      kresnet evaluate saved_models/run/best.keras --split val
+      kresnet evaluate saved_models/run --data-dir ../shared/datasets/cifar10
+    """
+    try:
+        from keras_resnet.train.evaluate import evaluate_run, format_report
+
+        metrics = evaluate_run(run, dataset=dataset, data_dir=data_dir, split=split, batch_size=batch_size,
+                               write=not no_write)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(format_report(metrics, title=f"{metrics['model']} on the {split} split of {metrics['dataset']}"))

@@ -1,0 +1,163 @@
+"""Reading image files for prediction and for export parity checks.
+
+Files are decoded with `keras_resnet.data.preprocess.decode_image` (the one decoder:
+JPEG/PNG/BMP/GIF, grayscale/RGBA/palette -> RGB uint8), one file at a time so a bad
+file is reported by path and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclass
+class LoadedImage:
+    """One image file: its pixels, or the reason it could not be read.
+
+    Attributes:
+        path: The file.
+        pixels: uint8 array [H, W, 3], or None when reading failed.
+        error: Why the file could not be read (None on success).
+        label: Class index from the folder name (parity folders), or None.
+    """
+
+    path: Path
+    pixels: np.ndarray | None = None
+    error: str | None = None
+    label: int | None = None
+
+
+def list_image_files(paths) -> list[Path]:
+    """Expand files and directories into a list of image files.
+
+    Directories are searched recursively for files with an image extension
+    (``.jpg .jpeg .png .bmp .gif``, any case), in sorted order; files named
+    explicitly are kept whatever their extension, and so are missing paths: both
+    are reported by `load_images` as unreadable rather than stopping the rest.
+
+    Args:
+        paths: Iterable of file or directory paths.
+
+    Returns:
+        Image file paths in order, without duplicates.
+
+    Example:
+        >>> list_image_files(["photos/", "cat.jpg"])
+    """
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            )
+        else:  # a file, or a missing path: reported when it is read
+            files.append(path)
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        if f not in seen:
+            seen.add(f)
+            unique.append(f)
+    return unique
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode one image file into RGB uint8 pixels.
+
+    Args:
+        path: An image file (JPEG, PNG, BMP or GIF).
+
+    Returns:
+        uint8 array [H, W, 3].
+
+    Raises:
+        ValueError: naming the file when it cannot be decoded.
+    """
+    import tensorflow as tf
+
+    from keras_resnet.data.preprocess import decode_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No such image file: {path}")
+    try:
+        pixels = decode_image(tf.constant(path.read_bytes())).numpy()
+    except (tf.errors.OpError, OSError, ValueError) as err:
+        message = getattr(err, "message", None) or str(err)
+        raise ValueError(f"Cannot decode image {path}: {message.strip().splitlines()[0]}") from None
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(f"Cannot decode image {path}: expected RGB pixels, got shape {pixels.shape}")
+    return pixels.astype(np.uint8, copy=False)
+
+
+def load_images(files) -> list[LoadedImage]:
+    """Read every file, recording an error for each one that cannot be decoded.
+
+    Args:
+        files: Image file paths.
+
+    Returns:
+        One `LoadedImage` per file, in order.
+    """
+    loaded = []
+    for f in files:
+        try:
+            loaded.append(LoadedImage(Path(f), pixels=read_image(f)))
+        except (ValueError, OSError) as err:
+            loaded.append(LoadedImage(Path(f), error=str(err)))
+    return loaded
+
+
+def load_labelled_folder(
+    folder: str | os.PathLike, class_names: list[str] | None = None, count: int | None = None
+) -> tuple[list[np.ndarray], list[int] | None]:
+    """Images (and labels, when sub-folders are class names) from a folder.
+
+    ``folder/<class>/*.jpg`` gives labels by matching ``<class>`` against
+    ``class_names``; a flat folder (or one whose sub-folders are not all class
+    names) gives unlabelled images. Files that cannot be decoded are skipped.
+    With ``count`` the images are taken round-robin over classes so a small
+    sample still covers every class.
+
+    Args:
+        folder: The image folder.
+        class_names: The model's labels (``labels.txt``), in index order.
+        count: At most this many images (None: all).
+
+    Returns:
+        (list of uint8 [H, W, 3] arrays, list of class indices or None).
+
+    Raises:
+        FileNotFoundError: if ``folder`` is not a directory.
+        ValueError: if it holds no readable image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No such image folder: {folder}")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    index = {name: i for i, name in enumerate(class_names or [])}
+    labelled = bool(subdirs) and all(d.name in index for d in subdirs)
+    if labelled:
+        groups = [[(f, index[d.name]) for f in list_image_files([d])] for d in subdirs]
+        ordered = [item for rank in range(max(map(len, groups), default=0)) for g in groups if rank < len(g) for item in [g[rank]]]
+    else:
+        ordered = [(f, None) for f in list_image_files([folder])]
+    images, labels = [], []
+    for f, label in ordered:
+        if count is not None and len(images) >= count:
+            break
+        try:
+            images.append(read_image(f))
+        except ValueError:
+            continue
+        labels.append(label)
+    if not images:
+        raise ValueError(f"No readable image (jpg/jpeg/png/bmp/gif) in {folder}.")
+    return images, (labels if labelled else None)

@@ -1,0 +1,215 @@
+"""Training callbacks: atomic checkpoints, crash-safe backups, NaN guard, history CSV.
+
+All files are written through `keras_resnet.runs` (temporary file + rename), so a
+run killed at any moment (Ctrl-C, SIGTERM, ``kill -9``) leaves every file either
+old or new, never half written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from keras_resnet import runs
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; training stopped, the last good checkpoint kept."""
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` whose backups survive ``kill -9`` at any moment.
+
+    Keras' callback overwrites ``latest.weights.h5`` and then the epoch counter in
+    place; a kill between (or during) the two leaves a torn state. Here each backup
+    is written to a new ``epoch-N.weights.h5`` (temporary file + rename), then
+    ``training_metadata.json`` is atomically switched to name it, then the older file
+    is removed: the metadata always names a complete file holding exactly that epoch.
+
+    Args:
+        backup_dir: Directory of the backup (inside the run directory).
+        delete_checkpoint: Remove the backup when ``fit`` completes.
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint: bool = True):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        self._dir = Path(backup_dir)
+        self._metadata = self._dir / "training_metadata.json"
+
+    def _read_metadata(self) -> dict | None:
+        if not self._metadata.is_file():
+            return None
+        return json.loads(self._metadata.read_text(encoding="utf-8"))
+
+    @property
+    def restored_epoch(self) -> int:
+        """Epochs completed according to the backup (0 when there is none)."""
+        metadata = self._read_metadata()
+        return int(metadata["epoch"]) if metadata else 0
+
+    def _load_model(self):
+        metadata = self._read_metadata()
+        if not metadata:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self._dir / metadata["weights"])
+        self.model._initial_epoch = int(metadata["epoch"])
+
+    def _save_model(self):
+        self._dir.mkdir(parents=True, exist_ok=True)
+        previous = self._read_metadata()
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        with runs.atomic_path(self._dir / name, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        runs.atomic_write_json(self._metadata, {"epoch": self._current_epoch, "weights": name})
+        if previous and previous["weights"] != name:
+            (self._dir / previous["weights"]).unlink(missing_ok=True)
+
+
+class ModelCheckpoints(keras.callbacks.Callback):
+    """Save the last model (``model.keras``) every epoch and the best one (``best.keras``).
+
+    Saves are atomic (`keras_resnet.runs.atomic_save_model`) and hold the model only
+    (no optimizer state, no custom objects: any ``keras.models.load_model`` reads
+    them); the training state lives in the backup. On resume, the best value so far
+    is read back from ``history.csv``.
+
+    Args:
+        run_dir: The run directory.
+        monitor: ``"val_accuracy"`` (higher is better) or ``"val_loss"``; falls back
+            to the training metric when there is no validation data.
+        history_file: The CSV with earlier epochs (for the best value on resume).
+    """
+
+    def __init__(self, run_dir, monitor: str = "val_accuracy", history_file=None):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.history_file = Path(history_file) if history_file else self.run_dir / runs.HISTORY_FILE
+        self.best = None
+        self.last_saved_epoch = None
+
+    def _better(self, value, best) -> bool:
+        return best is None or (value < best if self.monitor.endswith("loss") else value > best)
+
+    def _metric(self, logs: dict):
+        if self.monitor in logs:
+            return float(logs[self.monitor])
+        fallback = self.monitor.removeprefix("val_")
+        return float(logs[fallback]) if fallback in logs else None
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        for row in read_history(self.history_file):
+            value = self._metric({k: float(v) for k, v in row.items() if v not in ("", None)})
+            if value is not None and self._better(value, self.best):
+                self.best = value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        view = inference_view(self.model)
+        runs.atomic_save_model(view, self.run_dir / runs.MODEL_FILE)
+        self.last_saved_epoch = epoch
+        value = self._metric(logs)
+        if value is not None and not math.isnan(value) and self._better(value, self.best):
+            self.best = value
+            runs.atomic_save_model(view, self.run_dir / runs.BEST_MODEL_FILE)
+
+
+def inference_view(model):
+    """An uncompiled functional model sharing ``model``'s layers and weights (for saving)."""
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Like ``keras.callbacks.TerminateOnNaN``, but raises `TrainingDivergedError`.
+
+    Raising (instead of setting ``stop_training``) keeps the epoch-end callbacks from
+    saving the diverged weights: ``model.keras``, ``best.keras`` and the backup keep
+    the last good epoch.
+
+    Args:
+        run_dir: Named in the error message (where the last good model is).
+    """
+
+    def __init__(self, run_dir=None):
+        super().__init__()
+        self.run_dir = run_dir
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if math.isnan(loss) or math.isinf(loss):
+            where = f"{Path(self.run_dir) / runs.MODEL_FILE}" if self.run_dir else "the run directory"
+            raise TrainingDivergedError(
+                f"Training diverged: loss={loss} at epoch {self._epoch + 1}, batch {batch + 1}. "
+                f"Stopped; the last good checkpoint (end of epoch {self._epoch}) is kept at {where}. "
+                "Lower optimizer.learning_rate, lengthen schedule.warmup_epochs or set optimizer.clipnorm, "
+                "then train again in a new run directory."
+            )
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Add the optimizer's current learning rate to the epoch logs as ``learning_rate``."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.model.optimizer is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a ``history.csv`` as dicts of strings ([] when the file is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """``history.csv``: one row per epoch, ``epoch`` (1-based) first, appended across resumes.
+
+    Unlike ``keras.callbacks.CSVLogger`` the file is rewritten atomically each epoch
+    and rows of epochs being re-run after a resume are replaced, so every epoch
+    appears exactly once.
+
+    Args:
+        path: The CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [r for r in read_history(self.path) if int(r["epoch"]) < epoch + 1]
+        row = {"epoch": epoch + 1}
+        row.update({k: _plain(v) for k, v in (logs or {}).items()})
+        rows.append(row)
+        fields = ["epoch"]
+        for r in rows:
+            fields += [k for k in r if k not in fields]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        runs.atomic_write_text(self.path, out.getvalue())
+
+
+def _plain(value):
+    try:
+        return float(keras.ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return value

@@ -1,0 +1,296 @@
+"""`train`: one run from a `TrainConfig` to a complete run directory.
+
+Order of work: strategy (must come first for multi-worker) -> seeds, determinism,
+precision -> datasets -> run records -> model in ``strategy.scope()`` -> for each
+phase of `plan_phases`: freeze, compile, ``model.fit`` with the callbacks -> plots ->
+evaluation of the saved ``model.keras`` -> ``metrics.json``.
+
+**Resuming.** Running again with the same ``run_dir`` continues an interrupted run
+(Ctrl-C, SIGTERM, ``kill -9``, a lost machine) from its last completed epoch: each
+phase keeps a crash-safe ``BackupAndRestore`` backup under ``RUN/backup/`` until the
+whole run has finished; ``history.csv`` continues where it stopped. A finished run
+directory is not trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+from keras_resnet import runs
+
+BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+
+
+class RunFinishedError(ValueError):
+    """The run directory already holds a finished run."""
+
+
+def _train_steps(dataset, datasets, batch_size: int, cap: int | None) -> int:
+    cardinality = int(dataset.cardinality())
+    if cardinality < 0:
+        size = int((datasets.split_sizes or {}).get("train", 0))
+        if size <= 0:
+            raise ValueError(
+                "Cannot tell the number of training steps per epoch: the train dataset's cardinality is unknown "
+                "and split_sizes has no 'train'. Set training.steps_per_epoch."
+            )
+        cardinality = math.ceil(size / batch_size)
+    return min(cardinality, cap) if cap else cardinality
+
+
+def build_model(model_config, num_classes: int, image_size):
+    """The ResNet of a ``ModelConfig`` for ``num_classes`` and ``image_size`` inputs.
+
+    Args:
+        model_config: `keras_resnet.train.config.ModelConfig`.
+        num_classes: Classes of the head.
+        image_size: ``(height, width)``.
+
+    Returns:
+        A functional ``keras.Model`` (softmax outputs, float32 head).
+    """
+    from keras_resnet.models import build_resnet
+
+    return build_resnet(
+        model_config.name,
+        num_classes=num_classes,
+        input_shape=(int(image_size[0]), int(image_size[1]), 3),
+        weights=model_config.weights,
+        dropout=model_config.dropout,
+        pooling=model_config.pooling,
+        hidden_units=model_config.hidden_units,
+        depth=model_config.depth,
+        width_multiplier=model_config.width_multiplier,
+    )
+
+
+def compile_model(model, config, phase, steps_per_epoch: int) -> None:
+    """Compile ``model`` for one phase: optimizer with its schedule, loss, metrics.
+
+    Call inside ``strategy.scope()``, after `freeze`.
+    """
+    import keras
+
+    from keras_resnet.train.finetune import apply_lr_multipliers
+    from keras_resnet.train.optim import build_optimizer
+    from keras_resnet.train.schedules import build_schedule, scaled_learning_rate
+
+    base = scaled_learning_rate(config.optimizer.learning_rate, config.data.batch_size,
+                                config.optimizer.reference_batch_size)
+    schedule = build_schedule(config.schedule, base * phase.learning_rate_scale, phase.epochs, steps_per_epoch)
+    optimizer = build_optimizer(config.optimizer, schedule, model)
+    apply_lr_multipliers(optimizer, model, phase.lr_multipliers)
+    num_classes = int(model.output.shape[-1])
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.training.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5_accuracy"),
+        ],
+        steps_per_execution=config.training.steps_per_execution,
+    )
+
+
+def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=()) -> list:
+    """The callbacks of one phase, in the order they must run at each epoch end.
+
+    NaN guard, learning-rate logging, ``history.csv``, checkpoints, TensorBoard, early
+    stopping, ``extra``, and last the backup (so an epoch is only marked done once its
+    files are written). Non-chief workers only keep their own backup.
+    """
+    import keras
+
+    from keras_resnet.train import callbacks as cb
+
+    backup = run_dir / BACKUP_DIR / (phase_name if chief else f"{phase_name}-{worker}")
+    if not chief:
+        return [cb.StopOnNaN(run_dir), *extra, cb.AtomicBackupAndRestore(backup, delete_checkpoint=False)]
+    t = config.training
+    callbacks = [
+        cb.StopOnNaN(run_dir),
+        cb.LearningRateLogger(),
+        cb.HistoryCSV(run_dir / runs.HISTORY_FILE),
+        cb.ModelCheckpoints(run_dir, monitor=t.monitor),
+    ]
+    if t.tensorboard and _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False))
+    if t.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience))
+    callbacks += list(extra)
+    callbacks.append(cb.AtomicBackupAndRestore(backup, delete_checkpoint=False))
+    return callbacks
+
+
+def with_model_image_size(config):
+    """``config`` with ``data.image_size`` set to the model's default size when it is None."""
+    import dataclasses
+
+    from keras_resnet.models.specs import get_spec
+
+    if config.data.image_size is not None:
+        return config
+    size = get_spec(config.model.name, config.model.depth).default_size
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=size))
+
+
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def resolve_run_dir(config) -> Path:
+    """``config.run_dir``, or a new ``saved_models/<model>-<dataset>-<time>`` directory.
+
+    Raises:
+        ValueError: for ``multi_worker`` without an explicit run_dir (workers must agree on it).
+    """
+    from keras_resnet.train.records import default_run_dir
+
+    if config.run_dir:
+        return Path(config.run_dir)
+    if config.training.strategy == "multi_worker":
+        raise ValueError("strategy 'multi_worker' needs an explicit run_dir shared by all workers. Received: run_dir=None")
+    return default_run_dir(config.model.name, config.data.dataset)
+
+
+def train(config, datasets=None, callbacks=(), log=print) -> Path:
+    """Train a model as ``config`` says and leave a complete run directory.
+
+    Args:
+        config: A `keras_resnet.train.config.TrainConfig` (see `load_config`).
+        datasets: Prebuilt ``keras_resnet.data.Datasets`` (or any object with its
+            fields), or a zero-argument function returning one, called once the
+            strategy exists (needed for ``multi_worker``, whose strategy must be
+            created before any other TensorFlow work); default
+            ``build_datasets(config.data, seed=config.training.seed)``.
+        callbacks: Extra Keras callbacks for every phase.
+        log: Where progress lines go (``print``).
+
+    Returns:
+        The run directory, holding ``model.keras``, ``best.keras``, ``config.yaml``,
+        ``labels.txt``, ``preprocessing.json``, ``dataset.json``, ``versions.json``,
+        ``history.csv``, ``metrics.json``, ``training_curves.png``,
+        ``confusion_matrix.png`` and TensorBoard ``logs/``.
+
+    Raises:
+        TrainingDivergedError: the loss became NaN/inf (last good checkpoint kept).
+        RunFinishedError: ``run_dir`` holds a finished run.
+        ValueError: for bad config values or a data problem.
+
+    Example:
+        >>> run_dir = train(load_config("configs/cifar10_resnet20.yaml", overrides={"training.epochs": 1}))
+    """
+    import keras
+
+    from keras_resnet.train.finetune import freeze, plan_phases
+    from keras_resnet.train.strategy import (configure_process, distribute_dataset_options, is_chief,
+                                             make_strategy, task_id)
+
+    config = with_model_image_size(config)
+    run_dir = resolve_run_dir(config)
+    if (run_dir / runs.METRICS_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
+        raise RunFinishedError(
+            f"{run_dir} already holds a finished run ({runs.METRICS_FILE}, no backup to resume). "
+            "Choose another --run-dir, or evaluate it with `kresnet evaluate`."
+        )
+    phases = plan_phases(config)
+    strategy = make_strategy(config.training.strategy)
+    configure_process(config.training.seed, config.training.deterministic, config.training.precision)
+    if datasets is None:
+        from keras_resnet.data.pipeline import build_datasets
+
+        datasets = build_datasets(config.data, seed=config.training.seed)
+    elif callable(datasets):
+        datasets = datasets()
+    chief, worker = is_chief(), task_id()
+    if chief:
+        write_run_records(run_dir, config, datasets)
+    train_ds = datasets.train
+    if config.training.steps_per_epoch:
+        train_ds = train_ds.take(config.training.steps_per_epoch)
+    steps = _train_steps(train_ds, datasets, config.data.batch_size, config.training.steps_per_epoch)
+    train_ds = distribute_dataset_options(train_ds, config.training.strategy)
+    val_ds = distribute_dataset_options(datasets.val, config.training.strategy)
+
+    with strategy.scope():
+        model = build_model(config.model, len(datasets.class_names), datasets.image_size)
+    log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
+    log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
+        f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s)")
+    verbose = {"bar": 1, "epoch": 2, "none": 0}[config.training.progress] if chief else 0
+    started = time.time()
+    for phase in phases:
+        freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
+        with strategy.scope():
+            compile_model(model, config, phase, steps)
+        phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks)
+        done = phase_callbacks[-1].restored_epoch
+        if done >= phase.end_epoch:
+            log(f"Phase {phase.name!r}: already complete (epochs {phase.initial_epoch + 1}-{phase.end_epoch}).")
+        elif done > phase.initial_epoch:
+            log(f"Phase {phase.name!r}: resuming after epoch {done} of {phase.end_epoch}.")
+        elif len(phases) > 1:
+            log(f"Phase {phase.name!r}: epochs {phase.initial_epoch + 1}-{phase.end_epoch}, freeze={phase.freeze}.")
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=phase.end_epoch,
+            initial_epoch=phase.initial_epoch,
+            callbacks=phase_callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles
+        )
+        if model.stop_training and phase is not phases[-1]:
+            log(f"Early stopping in phase {phase.name!r}; later phases skipped.")
+            break
+    if chief:
+        finish_run(run_dir, model, datasets, config, time.time() - started, log)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+    return run_dir
+
+
+def write_run_records(run_dir: Path, config, datasets) -> None:
+    """See `keras_resnet.train.records.write_run_records`."""
+    from keras_resnet.train.records import write_run_records as write
+
+    write(run_dir, config, datasets)
+
+
+def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print) -> dict | None:
+    """Save the final model, plot the curves, evaluate ``model.keras`` and write ``metrics.json``.
+
+    Returns:
+        The evaluation metrics, or None when ``training.evaluate_split`` is ``none``
+        or the dataset lacks that split.
+    """
+    import keras
+
+    from keras_resnet.train.callbacks import inference_view, read_history
+    from keras_resnet.train.evaluate import evaluate_model, format_report, write_evaluation
+    from keras_resnet.train.plots import CURVES_FILE, plot_history
+
+    runs.atomic_save_model(inference_view(model), run_dir / runs.MODEL_FILE)
+    history = read_history(run_dir / runs.HISTORY_FILE)
+    if history:
+        plot_history(history, run_dir / CURVES_FILE)
+    split = config.training.evaluate_split
+    dataset = {"test": datasets.test, "val": datasets.val}.get(split)
+    if dataset is None and split == "test" and datasets.val is not None:
+        split, dataset = "val", datasets.val
+    if dataset is None:
+        runs.atomic_write_json(run_dir / runs.METRICS_FILE, {"split": None, "train_seconds": round(seconds, 1),
+                                                             "final_epoch": history[-1] if history else None})
+        return None
+    saved = keras.models.load_model(run_dir / runs.MODEL_FILE, compile=False)
+    metrics = evaluate_model(saved, dataset, list(datasets.class_names))
+    extra = {"model": runs.MODEL_FILE, "dataset": config.data.dataset, "train_seconds": round(seconds, 1),
+             "epochs": len(history)}
+    write_evaluation(run_dir, metrics, split, extra)
+    log(format_report(metrics, title=f"Evaluation of {run_dir / runs.MODEL_FILE} on the {split} split"))
+    return metrics

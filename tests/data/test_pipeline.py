@@ -1,0 +1,156 @@
+"""pipeline.py: build_datasets on folders and TFDS, normalisation stats, augmentation on/off,
+class balance (weights, oversample), bad files, and the un-normalised streams for export."""
+
+import numpy as np
+import pytest
+
+from keras_resnet.data import AugmentConfig, DataConfig, build_datasets, inference_images, representative_images
+from keras_resnet.data.pipeline import class_weights
+from keras_resnet.data.preprocess import make_spec, normalize
+from keras_resnet.data.sources import BadImageError
+
+NO_AUG = AugmentConfig(enabled=False)
+
+
+def _config(root, **kw):
+    base = dict(dataset=None, data_dir=str(root), batch_size=4, validation_fraction=0.0, normalization="unit", augment=NO_AUG)
+    base.update(kw)
+    return DataConfig(**base)
+
+
+def _all(ds):
+    parts = list(ds.as_numpy_iterator())
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def test_folder_datasets_shapes_labels_and_holdout(folder, corpus):
+    data = build_datasets(_config(folder, validation_fraction=1 / 3), seed=0)
+    assert data.class_names == ["a", "b", "c"]
+    assert data.split_sizes == {"train": 12, "test": 6, "val": 6}
+    assert data.class_counts["val"] == {"a": 2, "b": 2, "c": 2}
+    assert data.image_size == (8, 8) and data.preprocessing["mode"] == "unit"
+    x, y = _all(data.train)
+    assert x.shape == (12, 8, 8, 3) and x.dtype == np.float32 and y.shape == (12, 3)
+    np.testing.assert_allclose(y.sum(1), 1.0)
+    # label mapping: each image's colour is its class colour
+    colours = np.array(corpus.COLOURS[:3]) / 255.0
+    np.testing.assert_allclose(x[:, 0, 0, :], colours[y.argmax(1)], atol=1e-6)
+    xt, yt = _all(data.test)
+    assert yt.argmax(1).tolist() == [0, 0, 1, 1, 2, 2]
+    assert data.fingerprint["split_sizes"]["train"] == 12 and len(data.fingerprint["sha256"]) == 16
+
+
+def test_dataset_normalization_stats_from_train(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    data = build_datasets(_config(root, normalization="dataset"), seed=0)
+    colours = np.array([corpus.COLOURS[0]] * 2 + [corpus.COLOURS[1]] * 2, dtype=np.float64)
+    np.testing.assert_allclose(data.preprocessing["mean"], colours.mean(0), atol=1e-4)
+    np.testing.assert_allclose(data.preprocessing["std"], colours.std(0), atol=1e-3)
+    x, _ = _all(data.train)
+    np.testing.assert_allclose(x.reshape(-1, 3).mean(0), 0.0, atol=1e-4)
+
+
+def test_image_size_resizes(folder):
+    data = build_datasets(_config(folder, image_size=16, normalization="tf"), seed=0)
+    x, _ = next(iter(data.train))
+    xt, _ = next(iter(data.test))
+    assert x.shape[1:] == (16, 16, 3) and xt.shape[1:] == (16, 16, 3)
+    assert data.preprocessing["image_size"] == [16, 16]
+
+
+def test_augmentation_on_at_train_off_at_eval(tmp_path, corpus):
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / "ds" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray((rng.random((16, 16, 3)) * 255).astype("uint8")).save(tmp_path / "ds" / split / cls / f"{i}.png")
+    plain = build_datasets(_config(tmp_path / "ds", deterministic=True), seed=1)
+    aug = AugmentConfig(crop="pad", pad=4, horizontal_flip=True, erasing=0.5)
+    augmented = build_datasets(_config(tmp_path / "ds", deterministic=True, augment=aug), seed=1)
+    # same shuffle seed, so the same images in the same order; augmentation changes them
+    xp, yp = _all(plain.train)
+    xa, ya = _all(augmented.train)
+    np.testing.assert_array_equal(yp, ya)
+    assert not np.allclose(xp, xa)
+    # eval: identical to plain decoding + normalisation, on both builds, every time
+    for data in (plain, augmented):
+        xt1, _ = _all(data.test)
+        xt2, _ = _all(data.test)
+        np.testing.assert_array_equal(xt1, xt2)
+    np.testing.assert_array_equal(_all(plain.test)[0], _all(augmented.test)[0])
+    # two train epochs differ (fresh augmentation each epoch)
+    assert not np.allclose(_all(augmented.train)[0], _all(augmented.train)[0])
+
+
+def test_mixup_labels_are_soft_and_sum_to_one(folder):
+    data = build_datasets(_config(folder, augment=AugmentConfig(crop="none", horizontal_flip=False, mixup_alpha=0.4)), seed=0)
+    _, y = _all(data.train)
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+    assert ((y > 0.01) & (y < 0.99)).any()
+
+
+def test_sample_weights_under_weights(unbalanced_folder):
+    data = build_datasets(_config(unbalanced_folder, class_balance="weights", batch_size=32), seed=0)
+    x, y, w = _all(data.train)
+    expected = class_weights([12, 4, 2], 3)
+    np.testing.assert_allclose(expected, [18 / 36, 18 / 12, 18 / 6], rtol=1e-6)
+    np.testing.assert_allclose(w, expected[y.argmax(1)], rtol=1e-6)
+    assert w.shape == (18,)
+
+
+def test_oversample_balances_classes(unbalanced_folder):
+    data = build_datasets(_config(unbalanced_folder, class_balance="oversample", batch_size=64, validation_fraction=0.0), seed=0)
+    counts = np.zeros(3)
+    for _ in range(10):
+        _, y = _all(data.train)
+        assert len(y) == 18
+        counts += y.sum(0)
+    assert counts.min() / counts.max() > 0.6, counts  # raw data: 2/12
+
+
+def test_bad_files_skipped_and_counted(folder, corpus):
+    bad = corpus.write_bad_files(folder / "train" / "a")
+    data = build_datasets(_config(folder), seed=0)
+    assert data.split_sizes["train"] == 18
+    assert sorted(p for p, _ in data.bad_files) == sorted(str(p) for p in bad.values())
+    assert data.fingerprint["bad_files"] == 3
+    with pytest.raises(BadImageError, match=r"train/a/"):
+        build_datasets(_config(folder, on_bad_image="error"), seed=0)
+
+
+def test_tfds_datasets(tiny_tfds, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = DataConfig(dataset="kresnet_tiny_images", tfds_data_dir=tiny_tfds, download=False, batch_size=4,
+                        validation_fraction=1 / 3, normalization="unit", augment=NO_AUG)
+    data = build_datasets(config, seed=0)
+    assert data.class_names == ["cat", "dog", "emu"] and data.split_sizes == {"train": 6, "test": 3, "val": 3}
+    x, y = _all(data.val)
+    assert x.shape == (3, 8, 8, 3) and sorted(y.argmax(1).tolist()) == [0, 1, 2]
+
+
+def test_representative_and_inference_images(folder, corpus):
+    config = _config(folder, normalization="dataset")
+    reps = list(representative_images(config, 5).as_numpy_iterator())
+    assert len(reps) == 5 and reps[0].dtype == np.uint8 and reps[0].shape == (8, 8, 3)
+    assert len({tuple(r[0, 0]) for r in reps}) >= 2  # a mix of classes
+    pairs = list(inference_images(config, "test").as_numpy_iterator())
+    assert [int(y) for _, y in pairs] == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(pairs[0][0][0, 0], corpus.COLOURS[0])
+    # the one preprocessing: un-normalised images + normalize == the eval pipeline
+    data = build_datasets(config, seed=0)
+    xt, _ = _all(data.test)
+    np.testing.assert_allclose(normalize(np.stack([p[0] for p in pairs]).astype("float32"), data.preprocessing).numpy(), xt, atol=1e-6)
+    assert len(list(inference_images(config, "test", count=2))) == 2
+    with pytest.raises(ValueError, match="'val'"):
+        inference_images(config, "val")
+
+
+def test_disk_cache(folder, tmp_path):
+    data = build_datasets(_config(folder, cache="disk", cache_dir=str(tmp_path / "cache")), seed=0)
+    first = _all(data.test)[0]
+    assert any((tmp_path / "cache").iterdir())
+    np.testing.assert_array_equal(first, _all(data.test)[0])
+    make_spec("unit", 8)

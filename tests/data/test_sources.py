@@ -1,0 +1,135 @@
+"""sources.py: image folders, TFDS (local builder, no network), offline resolution, stratified holdout."""
+
+import numpy as np
+import pytest
+
+from keras_resnet.data import sources
+from keras_resnet.data.sources import (
+    BadImageError,
+    DatasetUnavailableError,
+    folder_source,
+    resolve_source,
+    stratified_holdout,
+    with_holdout,
+)
+
+
+def test_folder_splits_and_sorted_label_mapping(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"zebra": 2, "ant": 3}, "validation": {"ant": 1, "zebra": 1}, "test": {"zebra": 1}})
+    source = folder_source(root)
+    assert source.class_names == ["ant", "zebra"]
+    assert sorted(source.splits) == ["test", "train", "val"]
+    train = source.splits["train"]
+    assert [p.split("/")[-2] for p in train.paths] == ["ant"] * 3 + ["zebra"] * 2
+    assert train.labels.tolist() == [0, 0, 0, 1, 1]
+    # test maps by class name, not by position in its own folder listing
+    assert source.splits["test"].labels.tolist() == [1]
+    assert source.native_size == (8, 8)
+
+
+def test_folder_of_classes_is_train_only(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}}) / "train"
+    source = folder_source(root)
+    assert list(source.splits) == ["train"] and source.class_names == ["a", "b"]
+
+
+def test_test_class_missing_from_train_is_refused(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "c": 1}})
+    with pytest.raises(ValueError, match=r"\['c'\]"):
+        folder_source(root)
+
+
+def test_bad_files_skipped_with_paths_or_error(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    bad = corpus.write_bad_files(root / "train" / "a")
+    source = folder_source(root, on_bad_image="skip")
+    assert len(source.splits["train"]) == 4
+    assert sorted(p for p, _ in source.bad_files) == sorted(str(p) for p in bad.values())
+    reasons = dict(source.bad_files)
+    assert "0 bytes" in reasons[str(bad["empty"])]
+    assert "not a JPEG" in reasons[str(bad["text"])]
+    assert "decode" in reasons[str(bad["truncated"])]
+    with pytest.raises(BadImageError, match="empty.jpg|notes.jpg|truncated.jpg"):
+        folder_source(root, on_bad_image="error")
+
+
+def test_stratified_holdout_is_seeded_and_stratified():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    keep, held = stratified_holdout(labels, 0.2, seed=3)
+    assert len(set(keep) & set(held)) == 0 and len(keep) + len(held) == 100
+    assert np.bincount(labels[held]).tolist() == [10, 6, 4]
+    keep2, held2 = stratified_holdout(labels, 0.2, seed=3)
+    assert held.tolist() == held2.tolist()
+    _, held3 = stratified_holdout(labels, 0.2, seed=4)
+    assert held.tolist() != held3.tolist()
+
+
+def test_with_holdout_keeps_own_validation_split(tmp_path, corpus):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 4, "b": 4}, "val": {"a": 1, "b": 1}})
+    source = with_holdout(folder_source(root), 0.25, seed=0)
+    assert len(source.splits["train"]) == 8 and len(source.splits["val"]) == 2
+    root2 = corpus.write_folder(tmp_path / "ds2", {"train": {"a": 4, "b": 4}})
+    source2 = with_holdout(folder_source(root2), 0.25, seed=0)
+    assert len(source2.splits["train"]) == 6 and np.bincount(source2.splits["val"].labels).tolist() == [1, 1]
+    assert not set(source2.splits["train"].paths) & set(source2.splits["val"].paths)
+
+
+def test_tfds_source_from_prepared_local_builder(tiny_tfds, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = resolve_source("kresnet_tiny_images", tfds_data_dir=tiny_tfds, download=False)
+    assert source.kind == "tfds" and source.class_names == ["cat", "dog", "emu"]
+    assert len(source.splits["train"]) == 9 and len(source.splits["test"]) == 3
+    assert source.native_size == (8, 8)
+    encoded = list(source.encoded_dataset("test").as_numpy_iterator())
+    assert len(encoded) == 3 and all(isinstance(e[0], bytes) for e in encoded)
+    held = with_holdout(source, 1 / 3, seed=0)
+    assert len(held.splits["val"]) == 3 and np.bincount(held.splits["val"].labels).tolist() == [1, 1, 1]
+    val_labels = [int(y) for _, y in held.encoded_dataset("val").as_numpy_iterator()]
+    assert val_labels == held.splits["val"].labels.tolist()
+
+
+def test_offline_without_local_copy_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ../shared/datasets/cifar10 from here
+    with pytest.raises(DatasetUnavailableError) as info:
+        resolve_source("cifar10", tfds_data_dir=str(tmp_path / "tfds"), download=False)
+    message = str(info.value)
+    assert "shared/datasets/cifar10 (not found)" in message
+    assert "not prepared" in message and "--data-dir" in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FileNotFoundError)
+
+
+def test_failed_download_is_reported(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "_offline_reason", lambda: None)  # pretend online; the download itself fails
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(DatasetUnavailableError, match="ConnectionError: Name or service not known"):
+        resolve_source("cifar10", tfds_data_dir=str(tmp_path / "tfds"), download=True)
+
+
+def test_default_lookup_env_var_and_shared_dir(tmp_path, monkeypatch, corpus):
+    corpus.write_folder(tmp_path / "env" / "mydata", {"train": {"a": 1, "b": 1}})
+    monkeypatch.setenv("KRESNET_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_source("mydata").location == str(tmp_path / "env" / "mydata")
+    monkeypatch.delenv("KRESNET_DATA_DIR")
+    corpus.write_folder(tmp_path / "shared" / "datasets" / "other", {"train": {"a": 1, "b": 1}})
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    source = resolve_source("other")
+    assert source.kind == "folder" and source.class_names == ["a", "b"]
+
+
+def test_offline_download_is_skipped_quickly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "_offline_reason", lambda: "no network: test")
+    with pytest.raises(DatasetUnavailableError, match="skipped: no network"):
+        resolve_source("cifar10", tfds_data_dir=str(tmp_path / "tfds"), download=True)
+
+
+def test_missing_data_dir_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        resolve_source(None, str(tmp_path / "nowhere"))

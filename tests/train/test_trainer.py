@@ -1,0 +1,122 @@
+"""End-to-end training on tiny synthetic data: run directory, resume, kill -9, NaN."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from synthetic import make_datasets, tiny_config
+
+from keras_resnet import runs
+from keras_resnet.train.callbacks import TrainingDivergedError, read_history
+from keras_resnet.train.config import load_config
+from keras_resnet.train.trainer import RunFinishedError, train
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+
+
+def weights_of(path):
+    return [np.asarray(w) for w in keras.models.load_model(path, compile=False).get_weights()]
+
+
+def test_two_epoch_run_leaves_complete_run_dir(tmp_path):
+    run = train(tiny_config(tmp_path / "run", epochs=2, tensorboard=True), datasets=make_datasets(), log=lambda *_: None)
+    for name in ["model.keras", "best.keras", "config.yaml", "labels.txt", "preprocessing.json", "history.csv",
+                 "metrics.json", "versions.json", "dataset.json", "training_curves.png", "confusion_matrix.png"]:
+        assert (run / name).is_file(), name
+    assert (run / "logs").is_dir() and not (run / "backup").exists()
+    history = read_history(run / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert list(history[0])[0] == "epoch" and {"loss", "val_accuracy", "learning_rate"} <= set(history[0])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_examples"] == 9 and 0 <= metrics["top1"] <= 1
+    assert runs.read_labels(run) == ["a", "b", "c"]
+    assert json.loads((run / "dataset.json").read_text())["split_sizes"]["train"] == 24
+    assert json.loads((run / "versions.json").read_text())["tensorflow"]
+    # The saved config reproduces the run (in a new directory).
+    again = load_config(run / "config.yaml")
+    assert again.run_dir is None and again.model.width_multiplier == 0.25 and again.training.epochs == 2
+    with pytest.raises(RunFinishedError, match="finished run"):
+        train(tiny_config(run, epochs=2), datasets=make_datasets(), log=lambda *_: None)
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+    quiet = lambda *_: None  # noqa: E731
+    full = train(tiny_config(tmp_path / "full", epochs=3, deterministic=True), datasets=make_datasets(), log=quiet)
+    config = tiny_config(tmp_path / "resumed", epochs=3, deterministic=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, datasets=make_datasets(), callbacks=[InterruptAt(1)], log=quiet)
+    assert [int(r["epoch"]) for r in read_history(tmp_path / "resumed" / "history.csv")] == [1]
+    lines = []
+    resumed = train(config, datasets=make_datasets(), log=lines.append)
+    assert any("resuming after epoch 1" in line for line in lines)
+    assert [int(r["epoch"]) for r in read_history(resumed / "history.csv")] == [1, 2, 3]
+    for a, b in zip(weights_of(full / "model.keras"), weights_of(resumed / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+
+
+class PoisonWeightsAt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=3)
+    with pytest.raises(TrainingDivergedError, match=r"loss=nan at epoch 2.*last good checkpoint.*model.keras"):
+        train(config, datasets=make_datasets(), callbacks=[PoisonWeightsAt()], log=lambda *_: None)
+    run = tmp_path / "run"
+    assert all(np.isfinite(w).all() for w in weights_of(run / "model.keras"))
+    assert all(np.isfinite(w).all() for w in weights_of(run / "best.keras"))
+    assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == [1]
+    assert json.loads((run / "backup" / "train" / "training_metadata.json").read_text())["epoch"] == 1
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from synthetic import make_datasets, tiny_config
+from keras_resnet.train.trainer import train
+train(tiny_config({run!r}, epochs={epochs}, evaluate_split="none"), datasets=make_datasets(n_train=48, batch=4), log=lambda m: print(m, flush=True))
+print("DONE", flush=True)
+"""
+
+
+def test_kill_9_then_rerun_resumes_to_exactly_the_asked_epochs(tmp_path):
+    run, epochs = tmp_path / "run", 25
+    script = tmp_path / "train_script.py"
+    script.write_text(KILL_SCRIPT.format(here=str(HERE), run=str(run), epochs=epochs))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while len(read_history(run / "history.csv")) < 3:
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "first run did not reach epoch 3"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(read_history(run / "history.csv"))
+    assert killed_at < epochs, "the run finished before it could be killed"
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "DONE" in result.stdout and "resuming after epoch" in result.stdout
+    assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == list(range(1, epochs + 1))
+    assert (run / "model.keras").is_file() and not (run / "backup").exists()
