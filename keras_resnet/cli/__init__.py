@@ -16,6 +16,7 @@ from keras_resnet.cli.export import export_command
 from keras_resnet.cli.models import models_command
 from keras_resnet.cli.predict import predict_command
 from keras_resnet.cli.train import train_command
+from keras_resnet.cli.tune import tune_command
 from keras_resnet.cli.weights import convert_weights_command
 
 
@@ -41,3 +42,4 @@ main.add_command(predict_command)
 main.add_command(train_command)
 main.add_command(evaluate_command)
 main.add_command(data_command)
+main.add_command(tune_command)

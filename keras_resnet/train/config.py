@@ -385,6 +385,26 @@ def load_config(
     return config
 
 
+def with_overrides(config: TrainConfig, overrides: dict[str, Any], source: str = "overrides") -> TrainConfig:
+    """``config`` with ``{"dotted.key": value}`` applied and the result validated.
+
+    Args:
+        config: A `TrainConfig`.
+        overrides: Dotted keys and their values (checked like YAML values).
+        source: Named in error messages.
+
+    Raises:
+        ValueError: unknown key, wrong type or out-of-range value, naming them.
+
+    Example:
+        >>> with_overrides(TrainConfig(), {"training.epochs": 3}).training.epochs
+        3
+    """
+    config = _apply(config, _nest(dict(overrides)), source)
+    validate_config(config)
+    return config
+
+
 def _check(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
         raise ValueError(f"Invalid config value: {key} must be {expected}. Received: {key}={value!r}")

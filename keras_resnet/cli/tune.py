@@ -1,0 +1,51 @@
+"""``kresnet tune``: hyperparameter search (KerasTuner) over config keys."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("tune")
+@click.option("--config", "config_file", metavar="YAML", help="Base config file or recipe name in configs/.")
+@click.option("--dataset", help="TFDS name, or with --data-dir alone a plain image folder.")
+@click.option("--data-dir", help="Image folder ROOT/<split>/<class>/<image>, or a local copy of --dataset.")
+@click.option("--model", help="Model name (see `kresnet models`).")
+@click.option("--epochs", type=int, help="Epochs per trial (the budget of each trial).")
+@click.option("--batch-size", type=int, help="Global batch size.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE", help="Override a base config key (repeatable).")
+@click.option("--space", "space", multiple=True, metavar="KEY=LOW:HIGH[:log]|KEY=A,B,...",
+              help="A search dimension (repeatable). Default: learning rate, weight decay, label smoothing.")
+@click.option("--max-trials", type=int, default=10, show_default=True, help="Trials (random/bayesian).")
+@click.option("--algorithm", type=click.Choice(["random", "bayesian", "hyperband"]), default="random", show_default=True)
+@click.option("--dir", "directory", help="Search directory (default saved_models/tune-<model>-<dataset>-<time>); "
+                                         "the same directory again resumes the search.")
+def tune_command(config_file, set_values, space, max_trials, algorithm, directory, **flags) -> None:
+    """Search hyperparameters with KerasTuner, scored by validation accuracy.
+
+    Each trial trains the base config (defaults, --config, flags, --set: as in
+    `kresnet train`) with the trial's values for --epochs epochs. Writes
+    tune_results.csv and best_config.yaml, which `kresnet train --config` takes as is.
+
+    \b
+    Examples:
+      kresnet tune --dataset cifar10 --epochs 3 --max-trials 8
+      kresnet tune --config cifar10_resnet20 --epochs 2 \\
+          --space optimizer.learning_rate=0.02:0.8:log --space training.label_smoothing=0.0,0.1
+      kresnet train --config saved_models/tune-resnet20-cifar10-20261127-120000/best_config.yaml
+    """
+    from keras_resnet.cli.train import resolve_train_config
+
+    try:
+        config, _ = resolve_train_config(config_file, set_values, **flags)
+        from keras_resnet.tune import parse_search_space
+
+        parse_search_space(space, config)  # fail on a bad space before TensorFlow starts
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+    from keras_resnet.tune import tune
+
+    try:
+        tune(config, space, max_trials=max_trials, algorithm=algorithm, directory=directory, log=click.echo)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
