@@ -29,9 +29,10 @@ def format_model_table() -> str:
     right_aligned = {1, 3, 4}
 
     def fmt(row):
-        return "  ".join(cell.rjust(w) if i in right_aligned else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        cells = (cell.rjust(w) if i in right_aligned else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        return "  ".join(cells).rstrip()
 
-    return "\n".join([fmt(header), *map(fmt, rows)]).rstrip()
+    return "\n".join([fmt(header), *map(fmt, rows)])
 
 
 @click.command("models")
