@@ -6,8 +6,12 @@
    training images per class. With the same epoch budget compare
    * ``head_only``: pretrained backbone frozen, a new 5-class head trained;
    * ``two_phase``: the new head first (higher LR), then the backbone unfrozen at a
-     lower LR (`FinetuneConfig(head_epochs=..., unfreeze="none")`), BatchNorm frozen;
-   * ``scratch``: the same ResNet-20 from random initialisation.
+     lower LR (`FinetuneConfig(head_epochs=..., unfreeze="none")`), BatchNorm
+     statistics re-estimated (``train_batchnorm=True``);
+   * ``two_phase_frozen_bn``: the same with the library default for pretrained
+     weights, BatchNorm frozen (and a smaller backbone LR, which that needs);
+   * ``scratch``: the same ResNet-20 from random initialisation (a few learning
+     rates; the best counts).
    All are tested on those five classes' full test split (5,000 images).
 
 Uses the library end to end: `build_resnet`, `load_pretrained(skip_head=True)`,
@@ -125,11 +129,11 @@ def main(argv=None) -> dict:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/datasets/cifar10")
-    parser.add_argument("--pretrain-epochs", type=int, default=6)
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=30, help="Budget of every transfer method.")
     parser.add_argument("--head-epochs", type=int, default=10, help="Phase 1 of two-phase fine-tuning.")
     parser.add_argument("--shots", type=int, default=100, help="Labelled training images per new class.")
-    parser.add_argument("--scratch-lrs", default="0.2,0.8", help="Learning rates tried for scratch; the best counts.")
+    parser.add_argument("--scratch-lrs", default="0.1,0.2,0.4", help="Learning rates tried for scratch; the best counts.")
     parser.add_argument("--work-dir", default=None, help="Where the pretrained model is kept (default: a temp dir).")
     parser.add_argument("--json", default=None, help="Also write the results here.")
     parser.add_argument("--seed", type=int, default=0)
@@ -191,8 +195,14 @@ def main(argv=None) -> dict:
     epochs, head = args.finetune_epochs, args.head_epochs
     methods = {
         "head_only": (pretrained_model, make_config(epochs, 1.0, batch, weights=str(pretrained_path), freeze="head_only")),
+        # Phase 2 lets BatchNorm re-estimate its statistics on the new classes (same
+        # image domain, batches of 50): measured better here than the Keras rule.
         "two_phase": (pretrained_model, make_config(
-            epochs, 0.2, batch, weights=str(pretrained_path), head_epochs=head, head_learning_rate=1.0,
+            epochs, 0.4, batch, weights=str(pretrained_path), head_epochs=head, head_learning_rate=1.0,
+            unfreeze="none", backbone_lr_multiplier=0.3, train_batchnorm=True)),
+        # The library default for pretrained weights: BatchNorm stays frozen in phase 2.
+        "two_phase_frozen_bn": (pretrained_model, make_config(
+            epochs, 0.4, batch, weights=str(pretrained_path), head_epochs=head, head_learning_rate=1.0,
             unfreeze="none", backbone_lr_multiplier=0.1)),
     }
     for lr in (float(v) for v in args.scratch_lrs.split(",")):

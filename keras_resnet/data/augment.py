@@ -19,10 +19,11 @@ Order, on float images on the 0..255 scale (normalisation comes after):
    weights stay consistent with the mixed labels); implemented here because the
    Keras layers do not mix sample weights. With both on, each batch picks one.
 
-Randomness: the crop, mixup and cutmix use stateless ops keyed by a per-batch seed
-from ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``, so a seed
-gives reproducible runs and each epoch differs; Keras layers get seeds derived from
-the same seed.
+Randomness: every transform, the Keras layers included, is a pure function of the
+per-batch seed (stateless ops; the layers draw from `BatchSeedGenerator` instead of
+their own seed state). The pipeline derives that seed from (run seed, epoch, batch
+index), so an epoch's batches are the same whether or not the process was restarted
+before it, and do not depend on the order parallel ``map`` calls happen to run in.
 
 Example:
     >>> augment = BatchAugmenter(AugmentConfig(mixup_alpha=0.2), (32, 32), seed=0)
@@ -201,13 +202,50 @@ def cutmix(images, labels, weights, alpha, seed):
     return images, labels, weights
 
 
+class BatchSeedGenerator(keras.random.SeedGenerator):
+    """A ``keras.random.SeedGenerator`` that derives its seeds from one seed tensor, statelessly.
+
+    Keras preprocessing layers normally draw from their own generator, whose state
+    variable advances on every call: their output then depends on how many batches
+    this process augmented before (so a resumed run differs) and, under a parallel
+    ``map``, on which call ran first. Passed as ``seed`` to a layer's
+    ``get_random_transformation``, this generator makes the layer's randomness a pure
+    function of ``seed``: the i-th draw is ``stateless_fold_in(seed, i)``.
+
+    Args:
+        seed: int ``[2]`` seed tensor (e.g. the per-batch seed).
+
+    Example:
+        >>> flip = keras.layers.RandomFlip("horizontal")
+        >>> t = flip.get_random_transformation(images, training=True, seed=BatchSeedGenerator(batch_seed))
+        >>> images = flip.transform_images(images, t, training=True)
+    """
+
+    def __init__(self, seed):  # no super().__init__(): no state variable is wanted
+        self._seed = tf.cast(seed, tf.int64)
+        self._draws = 0
+
+    def next(self, ordered=True):
+        """The next seed, ``stateless_fold_in(seed, draw number)``; ``ordered`` is ignored."""
+        self._draws += 1
+        return tf.random.experimental.stateless_fold_in(self._seed, tf.constant(self._draws, tf.int64))
+
+
+# Fold-in offset of the Keras layers' seeds (layer j gets fold_in(batch_seed, LAYER_SEED_OFFSET + j)).
+LAYER_SEED_OFFSET = 100
+
+
 class BatchAugmenter:
     """The training augmentation as one callable on a batch.
+
+    All randomness comes from the ``batch_seed`` of each call (see `BatchSeedGenerator`),
+    so the same batch and seed always give the same output.
 
     Args:
         aug: Augmentation options.
         image_size: ``(h, w)`` of the model input.
-        seed: Integer seed for the Keras layers (the stateless ops take per-batch seeds).
+        seed: Integer seed given to the Keras layers' constructors (their own
+            generators are only used if a layer is called directly, not here).
     """
 
     def __init__(self, aug: AugmentConfig, image_size, seed: int = 0):
@@ -244,8 +282,11 @@ class BatchAugmenter:
             images = pad_and_random_crop(images, aug.pad, seeds[0])
         elif self.mode == "resized":
             images = random_resized_crop(images, self.image_size, aug.resized_scale, aug.resized_ratio, seeds[0])
-        for layer in self.layers:
-            images = layer(images, training=True)
+        batch_seed = tf.cast(batch_seed, tf.int64)
+        for j, layer in enumerate(self.layers):
+            layer_seed = tf.random.experimental.stateless_fold_in(batch_seed, tf.constant(LAYER_SEED_OFFSET + j, tf.int64))
+            transformation = layer.get_random_transformation(images, training=True, seed=BatchSeedGenerator(layer_seed))
+            images = tf.cast(layer.transform_images(images, transformation, training=True), images.dtype)
         use_mix = aug.enabled and aug.mixup_alpha > 0
         use_cut = aug.enabled and aug.cutmix_alpha > 0
         if use_mix and use_cut:

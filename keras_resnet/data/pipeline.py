@@ -4,13 +4,21 @@ Per split the pipeline is (graph ops only, no Python per image)::
 
     list files / TFDS records -> read + decode + resize (parallel map) -> [skip bad]
       -> cache decoded uint8 (memory | disk | none)
-      -> train only: seeded shuffle (or class-balanced resampling) -> batch
-         -> augment the whole batch (augment.py) -> one-hot, normalise (preprocess.py)
+      -> train only, per epoch e: shuffle (or class-balanced resampling) seeded by
+         (seed, e) -> batch -> augment the whole batch (augment.py) with a seed from
+         (seed, e, batch index) -> one-hot, normalise (preprocess.py)
       -> val/test: batch -> one-hot, normalise
       -> prefetch
 
 Per-image work is only decode + resize, and it is cached, so from the second epoch
 the pipeline does a memory copy, a shuffle and a handful of vectorised batch ops.
+
+* Training epochs are a pure function of (seed, epoch): `Datasets.train_from_epoch`
+  gives the endless stream of epochs ``start, start + 1, ...`` (``steps_per_epoch``
+  batches each), so a run resumed at epoch k sees exactly the batches an
+  uninterrupted run sees from epoch k on. ``Datasets.train`` is one epoch with a
+  known cardinality, a fresh (seeded) epoch on each iteration, for callers that
+  loop over it themselves. Every epoch reads the same cached decoded images.
 
 * Normalisation "dataset": per-channel mean/std of the *train* split are computed
   once in `build_datasets` (one pass, which also fills the memory cache) and stored
@@ -27,13 +35,15 @@ the pipeline does a memory copy, a shuffle and a handful of vectorised batch ops
 
 Example:
     >>> data = build_datasets(DataConfig(dataset="cifar10", data_dir="../shared/datasets/cifar10"), seed=0)
-    >>> model.fit(data.train, validation_data=data.val, epochs=2)
+    >>> model.fit(data.train_from_epoch(0), steps_per_epoch=data.steps_per_epoch,
+    ...           validation_data=data.val, epochs=2)
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +68,9 @@ class Datasets:
         train, val, test: Batched ``tf.data.Dataset`` of ``(images, labels)`` or, with
             ``class_balance="weights"``, ``(images, labels, sample_weights)`` (train
             only); images float32 NHWC normalised, labels one-hot float32. ``val`` /
-            ``test`` are None when the source has no such split.
+            ``test`` are None when the source has no such split. ``train`` is one
+            epoch (cardinality ``steps_per_epoch``), freshly shuffled and augmented on
+            each iteration; `train_from_epoch` is the resumable form.
         class_names: Class names in label order.
         preprocessing: The preprocessing spec (see `keras_resnet.data.preprocess`).
         image_size: ``(h, w)`` of the images.
@@ -67,6 +79,9 @@ class Datasets:
         fingerprint: Identity of the data (source, location, sizes, hash of the file
             list/labels, seed), recorded with a run.
         bad_files: ``(path, reason)`` of files skipped while listing.
+        steps_per_epoch: Batches in one training epoch, ``ceil(train size / batch_size)``
+            (0 for an empty train split; None when there is no `TrainStream`).
+        train_stream: The `TrainStream` behind ``train`` and `train_from_epoch`.
     """
 
     train: object
@@ -79,6 +94,27 @@ class Datasets:
     class_counts: dict
     fingerprint: dict
     bad_files: list = field(default_factory=list)
+    steps_per_epoch: int | None = None
+    train_stream: object = field(default=None, repr=False)
+
+    def train_from_epoch(self, start_epoch: int = 0, steps_per_epoch: int | None = None):
+        """The training batches of epochs ``start_epoch, start_epoch + 1, ...``, endlessly.
+
+        See `TrainStream.from_epoch`. Pass ``steps_per_epoch`` to ``model.fit`` with it.
+
+        Args:
+            start_epoch: First epoch (0-based), e.g. the epoch a resumed run restarts at.
+            steps_per_epoch: Batches taken from each epoch (None = all, `steps_per_epoch`).
+
+        Returns:
+            An infinite ``tf.data.Dataset`` with the elements of ``train``.
+
+        Raises:
+            ValueError: the datasets have no train stream (built by hand).
+        """
+        if self.train_stream is None:
+            raise ValueError("These Datasets have no train_stream (build them with build_datasets). Received: train_stream=None")
+        return self.train_stream.from_epoch(start_epoch, steps_per_epoch)
 
 
 def build_datasets(config: DataConfig, seed: int = 0) -> Datasets:
@@ -114,14 +150,15 @@ def build_datasets(config: DataConfig, seed: int = 0) -> Datasets:
     else:
         spec = make_spec(config.normalization, image_size)
 
-    train = _train_pipeline(train_base, source, config, spec, image_size, seed, k)
+    stream = TrainStream(train_base, source.splits["train"].labels, config, spec, image_size, seed, k)
     val = test = None
     if "val" in source.splits:
-        val = _eval_pipeline(_decoded(source, "val", image_size, config, fingerprint, deterministic=True), config, spec, k)
+        val_decoded = _decoded(source, "val", image_size, config, fingerprint, deterministic=True)
+        val = _eval_pipeline(val_decoded, config, spec, k, size=_stable_size(val_decoded, config, len(source.splits["val"])))
     if "test" in source.splits:
         test = _eval_pipeline(_decoded(source, "test", image_size, config, fingerprint, deterministic=True), config, spec, k)
     return Datasets(
-        train=train,
+        train=stream.one_epoch(),
         val=val,
         test=test,
         class_names=list(source.class_names),
@@ -131,6 +168,8 @@ def build_datasets(config: DataConfig, seed: int = 0) -> Datasets:
         class_counts=counts,
         fingerprint=fingerprint,
         bad_files=list(source.bad_files),
+        steps_per_epoch=stream.steps_per_epoch,
+        train_stream=stream,
     )
 
 
@@ -278,64 +317,229 @@ def _options(deterministic: bool):
     return options
 
 
-def _train_pipeline(base, source: Source, config: DataConfig, spec: dict, image_size, seed: int, k: int):
-    import tensorflow as tf
+# Fold-in salts separating the random streams derived from (seed, epoch).
+_SHUFFLE_SALT, _CLASS_CHOICE_SALT, _AUGMENT_SALT = 1, 2, 3
+# Graph-level seed pinned inside the per-epoch function, so tf.data's shuffle seeds
+# depend only on (seed, epoch), not on the process' global seed (tf.random.set_seed).
+_PINNED_GRAPH_SEED = 87654321
 
-    from keras_resnet.data import augment as augment_lib
 
-    labels = source.splits["train"].labels
-    n = len(labels)
-    counts = np.bincount(labels, minlength=k)
-    buffer = min(config.shuffle_buffer or n, max(n, 1))
-    if config.class_balance == "oversample":
-        present = [c for c in range(k) if counts[c] > 0]
-        streams = [
-            base.filter(lambda x, y, c=c: tf.equal(y, c))
-            .shuffle(max(1, min(buffer, int(counts[c]))), seed=seed + 1 + c, reshuffle_each_iteration=True)
-            .repeat()
-            for c in present
-        ]
-        ds = tf.data.Dataset.sample_from_datasets(
-            streams,
-            weights=[1.0 / len(present)] * len(present),
-            seed=seed,
-            stop_on_empty_dataset=False,
-            rerandomize_each_iteration=True,
-        )
-        ds = ds.take(n)
-    else:
-        ds = base.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(config.batch_size)
-    batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip((ds, batch_seeds))
+class TrainStream:
+    """The training batches as a pure function of ``(seed, epoch)``.
 
-    augmenter = augment_lib.BatchAugmenter(config.augment, image_size, seed) if augment_lib.is_active(config.augment, image_size) else None
-    weight_table = tf.constant(class_weights(counts, k)) if config.class_balance == "weights" else None
-    resize_needed = tuple(augment_lib.base_size(config.augment, image_size)) != tuple(image_size)
+    Epoch ``e`` shuffles the cached decoded images (or, for ``class_balance="oversample"``,
+    draws classes uniformly) with seeds derived from ``(seed, e)``, batches them, and
+    augments batch ``i`` with the seed ``(seed, e, i)``. Nothing is carried over from
+    earlier epochs or earlier iterators, so epoch ``e`` is identical whether a stream
+    started at 0 or at ``e``, in this process or a new one. All epochs read the one
+    cache of decoded images upstream (filled on the first complete pass).
 
-    def finish(batch, batch_seed):
+    Each epoch yields exactly ``steps`` batches: ``steps_per_epoch`` =
+    ``ceil(train size / batch_size)`` with a smaller last batch. (Should images that
+    passed the listing check fail to decode in the graph and be skipped, the epoch is
+    topped up with its own first batches, so epochs stay aligned with ``model.fit``.)
+
+    Args:
+        base: Unbatched ``(uint8 image, int64 label)`` train dataset (cached upstream).
+        labels: The train labels (int array), for the size and class counts.
+        config: Data options.
+        spec: Preprocessing spec (`keras_resnet.data.preprocess`).
+        image_size: ``(h, w)`` of the model input.
+        seed: Run seed.
+        k: Number of classes.
+
+    Example:
+        >>> stream = build_datasets(config, seed=0).train_stream
+        >>> model.fit(stream.from_epoch(3), steps_per_epoch=stream.steps_per_epoch, initial_epoch=3, epochs=10)
+    """
+
+    def __init__(self, base, labels, config: DataConfig, spec: dict, image_size, seed: int, k: int):
+        import tensorflow as tf
+
+        from keras_resnet.data import augment as augment_lib
+
+        self.base = base
+        self.config = config
+        self.seed = int(seed)
+        self.k = int(k)
+        self.size = int(len(labels))
+        self.counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=k)
+        self.steps_per_epoch = math.ceil(self.size / config.batch_size)
+        self.buffer = min(config.shuffle_buffer or self.size, max(self.size, 1))
+        active = augment_lib.is_active(config.augment, image_size)
+        self.augmenter = augment_lib.BatchAugmenter(config.augment, image_size, seed) if active else None
+        self.weight_table = tf.constant(class_weights(self.counts, k)) if config.class_balance == "weights" else None
+        self.resize_needed = tuple(augment_lib.base_size(config.augment, image_size)) != tuple(image_size)
+        self.image_size = tuple(image_size)
+        self.spec = spec
+
+    def _key(self, epoch, salt: int):
+        """Stateless seed ``[2]`` for one purpose (``salt``) in one epoch."""
+        import tensorflow as tf
+
+        key = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.random.experimental.stateless_fold_in(key, tf.constant(salt, tf.int64))
+
+    @staticmethod
+    def _op_seed(key):
+        """A scalar int64 op seed (for tf.data ops) drawn from a stateless key."""
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
+
+    def _examples(self, epoch):
+        """Unbatched ``(image, label)`` of one epoch, in that epoch's order."""
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():  # traced inside flat_map: sets the seed of that function's graph only
+            tf.compat.v1.random.set_random_seed(_PINNED_GRAPH_SEED)
+        if self.config.class_balance != "oversample":
+            seed = self._op_seed(self._key(epoch, _SHUFFLE_SALT))
+            return self.base.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
+        present = [c for c in range(self.k) if self.counts[c] > 0]
+        streams = []
+        for c in present:
+            seed = self._op_seed(tf.random.experimental.stateless_fold_in(self._key(epoch, _SHUFFLE_SALT), tf.constant(c, tf.int64)))
+            buffer = max(1, min(self.buffer, int(self.counts[c])))
+            stream = self.base.filter(lambda x, y, c=c: tf.equal(y, c))
+            streams.append(stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat())
+        choices = tf.random.stateless_categorical(
+            tf.zeros([1, len(present)]), self.size, seed=self._key(epoch, _CLASS_CHOICE_SALT), dtype=tf.int64
+        )[0]
+        return tf.data.Dataset.choose_from_datasets(streams, tf.data.Dataset.from_tensor_slices(choices))
+
+    def _epoch_batches(self, epoch, steps: int):
+        """``((images, labels), batch_seed)`` of one epoch: exactly ``steps`` raw batches."""
+        import tensorflow as tf
+
+        batches = self._examples(epoch).batch(self.config.batch_size)
+        # Top-up for in-graph decode failures; `take` never opens the second copy otherwise.
+        batches = batches.concatenate(batches).take(steps)
+        augment_key = self._key(epoch, _AUGMENT_SALT)
+        return batches.enumerate().map(lambda i, batch: (batch, tf.random.experimental.stateless_fold_in(augment_key, i)))
+
+    def _finish(self, batch, batch_seed):
+        """Augment, one-hot and normalise one raw batch."""
+        import tensorflow as tf
+
         images, y = batch
         images = tf.cast(images, tf.float32)
-        onehot = tf.one_hot(y, k, dtype=tf.float32)
-        weights = tf.gather(weight_table, y) if weight_table is not None else None
-        if augmenter is not None:
-            images, onehot, weights = augmenter(images, onehot, weights, batch_seed)
-        elif resize_needed:
-            images = resize_for_eval(images, image_size)
-        images = normalize(images, spec)
+        onehot = tf.one_hot(y, self.k, dtype=tf.float32)
+        weights = tf.gather(self.weight_table, y) if self.weight_table is not None else None
+        if self.augmenter is not None:
+            images, onehot, weights = self.augmenter(images, onehot, weights, batch_seed)
+        elif self.resize_needed:
+            images = resize_for_eval(images, self.image_size)
+        images = normalize(images, self.spec)
         return (images, onehot) if weights is None else (images, onehot, weights)
 
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(config.deterministic))
+    def _finished(self, epochs, steps: int):
+        import tensorflow as tf
+
+        deterministic = self.config.deterministic
+        ds = epochs.flat_map(lambda epoch: self._epoch_batches(epoch, steps))
+        ds = ds.map(self._finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
+
+    def _check(self, steps_per_epoch):
+        if self.size == 0:
+            raise ValueError("The train split has no usable images, so there is nothing to train on. Received: train size=0")
+        steps = self.steps_per_epoch if steps_per_epoch is None else int(steps_per_epoch)
+        if not 1 <= steps <= self.steps_per_epoch:
+            raise ValueError(
+                f"steps_per_epoch must be None or in [1, {self.steps_per_epoch}] (the batches of one epoch). "
+                f"Received: steps_per_epoch={steps_per_epoch!r}"
+            )
+        return steps
+
+    def epoch(self, epoch: int, steps_per_epoch: int | None = None):
+        """The batches of one epoch (a finite dataset; the same on every iteration).
+
+        Args:
+            epoch: Epoch number (0-based).
+            steps_per_epoch: Batches to take (None = the whole epoch).
+
+        Returns:
+            ``tf.data.Dataset`` of ``steps_per_epoch`` batches.
+        """
+        import tensorflow as tf
+
+        steps = self._check(steps_per_epoch)
+        ds = self._finished(tf.data.Dataset.from_tensors(tf.constant(epoch, tf.int64)), steps)
+        return ds.apply(tf.data.experimental.assert_cardinality(steps))
+
+    def from_epoch(self, start_epoch: int = 0, steps_per_epoch: int | None = None):
+        """Epochs ``start_epoch, start_epoch + 1, ...`` back to back, endlessly.
+
+        Give ``model.fit`` ``steps_per_epoch`` (the same value) and ``initial_epoch=start_epoch``;
+        Keras keeps one iterator across its epochs, so its epoch ``e`` gets exactly the
+        batches of data epoch ``e``.
+
+        Args:
+            start_epoch: First epoch (0-based).
+            steps_per_epoch: Batches of each epoch (None = all, `steps_per_epoch`); fewer
+                truncates every epoch (a cap for quick runs).
+
+        Returns:
+            An infinite ``tf.data.Dataset`` of training batches.
+
+        Raises:
+            ValueError: negative ``start_epoch``, ``steps_per_epoch < 1``, or an empty train split.
+        """
+        import tensorflow as tf
+
+        if int(start_epoch) < 0:
+            raise ValueError(f"start_epoch must be >= 0. Received: start_epoch={start_epoch!r}")
+        steps = self._check(steps_per_epoch)
+        ds = self._finished(tf.data.Dataset.counter(int(start_epoch)), steps)
+        return ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+    def one_epoch(self):
+        """One full epoch per iteration, each iteration a new epoch (``Datasets.train``).
+
+        The epoch key of each iteration is drawn from ``tf.data.Dataset.random(seed,
+        rerandomize_each_iteration=True)``: reproducible for a seed, different every
+        iteration, but not tied to an epoch number (use `from_epoch` to resume).
+
+        Returns:
+            ``tf.data.Dataset`` of ``steps_per_epoch`` batches.
+        """
+        import tensorflow as tf
+
+        if self.size == 0:  # nothing to train on: an empty dataset, as `from_epoch` would raise
+            return self._finished(tf.data.Dataset.range(0), 1)
+        keys = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True).take(1)
+        ds = self._finished(keys, self.steps_per_epoch)
+        return ds.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
 
 
-def _eval_pipeline(decoded, config: DataConfig, spec: dict, k: int):
+def _stable_size(decoded, config: DataConfig, listed: int) -> int | None:
+    """How many examples ``decoded`` yields on every pass, when that is known for sure.
+
+    Without in-graph skipping it is the listed count. With ``on_bad_image="skip"`` a
+    file may still be dropped in the graph, so the examples are counted once; that
+    pass also fills the cache, which every later pass reads (the first validation
+    gets faster by as much). With ``cache="none"`` a pass could differ: None.
+    """
+    import tensorflow as tf
+
+    if config.on_bad_image != "skip":
+        return listed
+    if config.cache == "none":
+        return None
+    return int(decoded.batch(1024).reduce(tf.constant(0, tf.int64), lambda n, batch: n + tf.cast(tf.shape(batch[1])[0], tf.int64)))
+
+
+def _eval_pipeline(decoded, config: DataConfig, spec: dict, k: int, size: int | None = None):
+    """Batched, normalised ``(images, one-hot labels)``; with ``size`` (examples), a known cardinality for Keras."""
     import tensorflow as tf
 
     def finish(images, y):
         return normalize(tf.cast(images, tf.float32), spec), tf.one_hot(y, k, dtype=tf.float32)
 
     ds = decoded.batch(config.batch_size).map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if size is not None:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(size / config.batch_size)))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(True))
 
 
@@ -428,6 +632,7 @@ def describe(datasets: Datasets) -> str:
 
 __all__ = [
     "Datasets",
+    "TrainStream",
     "build_datasets",
     "channel_stats",
     "class_weights",

@@ -42,6 +42,24 @@ def _train_steps(dataset, datasets, batch_size: int, cap: int | None) -> int:
     return min(cardinality, cap) if cap else cardinality
 
 
+def _epoch_stream(datasets, config, steps: int, log=print):
+    """``start_epoch -> endless train dataset`` from ``datasets.train_from_epoch``, or None.
+
+    None (train on ``datasets.train`` as before) for datasets without that method
+    (e.g. hand-made ones), and when ``training.steps_per_execution`` does not divide
+    ``steps``: Keras would then read past each epoch's end of the endless stream.
+    """
+    from_epoch = getattr(datasets, "train_from_epoch", None)
+    if from_epoch is None or not getattr(datasets, "steps_per_epoch", None):
+        return None
+    per_execution = config.training.steps_per_execution
+    if steps % per_execution:
+        log(f"Note: training.steps_per_execution={per_execution} does not divide the {steps} steps/epoch, so the "
+            "epoch-keyed data stream is off: a resumed run will not see exactly the batches of an uninterrupted one.")
+        return None
+    return lambda start_epoch: from_epoch(start_epoch, steps)
+
+
 def build_model(model_config, num_classes: int, image_size):
     """The ResNet of a ``ModelConfig`` for ``num_classes`` and ``image_size`` inputs.
 
@@ -215,6 +233,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     if config.training.steps_per_epoch:
         train_ds = train_ds.take(config.training.steps_per_epoch)
     steps = _train_steps(train_ds, datasets, config.data.batch_size, config.training.steps_per_epoch)
+    epoch_stream = _epoch_stream(datasets, config, steps, log)
     train_ds = distribute_dataset_options(train_ds, config.training.strategy)
     val_ds = distribute_dataset_options(datasets.val, config.training.strategy)
 
@@ -237,8 +256,11 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
             log(f"Phase {phase.name!r}: resuming after epoch {done} of {phase.end_epoch}.")
         elif len(phases) > 1:
             log(f"Phase {phase.name!r}: epochs {phase.initial_epoch + 1}-{phase.end_epoch}, freeze={phase.freeze}.")
+        if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
+            train_ds = distribute_dataset_options(epoch_stream(max(done, phase.initial_epoch)), config.training.strategy)
         model.fit(
             train_ds,
+            steps_per_epoch=steps if epoch_stream is not None else None,
             validation_data=val_ds,
             epochs=phase.end_epoch,
             initial_epoch=phase.initial_epoch,

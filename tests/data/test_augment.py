@@ -54,3 +54,18 @@ def test_batch_augmenter_uses_keras_layers_and_keeps_labels_without_mixing():
     assert x.shape == (4, 8, 8, 3) and w is None
     np.testing.assert_array_equal(y.numpy(), labels.numpy())
     assert not np.allclose(x.numpy(), images.numpy())
+
+
+def test_batch_augmenter_is_a_pure_function_of_the_batch_seed():
+    """The Keras layers draw from the batch seed, not from their own advancing state."""
+    aug = BatchAugmenter(AugmentConfig(crop="pad", pad=2, rotation=0.1, zoom=0.1, erasing=0.5, mixup_alpha=0.4), (8, 8), seed=0)
+    images = tf.random.stateless_uniform([6, 8, 8, 3], [0, 1], 0, 255)
+    labels = tf.one_hot([0, 1, 2, 0, 1, 2], 3)
+    first = aug(images, labels, None, SEED)
+    aug(images, labels, None, tf.constant([5, 6], tf.int64))  # would advance a layer's own generator
+    again = aug(images, labels, None, SEED)
+    np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
+    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+    flips_only = BatchAugmenter(AugmentConfig(crop="none"), (8, 8), seed=0)  # only the Keras RandomFlip
+    outputs = {flips_only(images, labels, None, tf.constant([s, 0], tf.int64))[0].numpy().tobytes() for s in range(4)}
+    assert len(outputs) > 1  # other seeds, other flips

@@ -154,3 +154,104 @@ def test_disk_cache(folder, tmp_path):
     assert any((tmp_path / "cache").iterdir())
     np.testing.assert_array_equal(first, _all(data.test)[0])
     make_spec("unit", 8)
+
+
+def _noise_folder(root, per_class=4, size=16, classes=("a", "b", "c")):
+    """Random-noise PNGs (so crops, flips and erasing visibly change them)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / "train" / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8")).save(root / "train" / cls / f"{i}.png")
+    return root
+
+
+def _batches(ds, count):
+    it = iter(ds)
+    return [tuple(np.asarray(t) for t in next(it)) for _ in range(count)]
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)
+
+
+AUG_ALL = AugmentConfig(crop="pad", pad=4, horizontal_flip=True, rotation=0.1, erasing=0.5, mixup_alpha=0.4)
+
+
+@pytest.mark.parametrize("class_balance", ["none", "weights", "oversample"])
+def test_train_epoch_is_a_function_of_seed_and_epoch(tmp_path, class_balance):
+    import tensorflow as tf
+
+    root = _noise_folder(tmp_path / "ds", per_class=4)
+    config = _config(root, deterministic=True, augment=AUG_ALL, class_balance=class_balance, shuffle_buffer=6)
+    data = build_datasets(config, seed=3)
+    steps = data.steps_per_epoch
+    assert steps == 3  # 12 images, batch 4
+    from_zero = _batches(data.train_from_epoch(0), 3 * steps)
+    # epoch 2 started directly, from a new build in a "new process" (other global seed): the same batches
+    tf.random.set_seed(12345)
+    again = build_datasets(config, seed=3)
+    _assert_same_batches(_batches(again.train_from_epoch(2), steps), from_zero[2 * steps :])
+    _assert_same_batches(_batches(data.train_from_epoch(1), 2 * steps), from_zero[steps:])
+    _assert_same_batches(_batches(again.train_stream.epoch(1), steps), from_zero[steps : 2 * steps])
+    # epochs differ from each other (order and augmentation), and from another seed
+    epoch = [np.concatenate([b[0] for b in from_zero[e * steps : (e + 1) * steps]]) for e in range(3)]
+    assert not np.allclose(epoch[0], epoch[1]) and not np.allclose(epoch[1], epoch[2])
+    other = build_datasets(config, seed=4)
+    assert not np.allclose(np.concatenate([b[0] for b in _batches(other.train_from_epoch(0), steps)]), epoch[0])
+    if class_balance == "weights":
+        assert all(len(b) == 3 for b in from_zero)
+
+
+def test_train_cardinality_and_steps(tmp_path):
+    import tensorflow as tf
+
+    root = _noise_folder(tmp_path / "ds", per_class=5)  # 15 images, batch 4: 4 steps, the last of 3
+    data = build_datasets(_config(root, deterministic=True, augment=AugmentConfig(crop="pad", pad=2)), seed=0)
+    assert data.steps_per_epoch == 4
+    assert int(data.train.cardinality()) == 4
+    assert int(data.train_from_epoch(3).cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    sizes = [len(b[1]) for b in _batches(data.train_from_epoch(0), 8)]
+    assert sizes == [4, 4, 4, 3] * 2
+    # a per-epoch cap keeps epochs aligned: epoch 1 capped to 2 batches is the start of the full epoch 1
+    capped = _batches(data.train_from_epoch(0, steps_per_epoch=2), 4)
+    _assert_same_batches(capped[2:], _batches(data.train_from_epoch(1), 2))
+    # each full epoch holds every training image exactly once (labels: 5 per class)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in _batches(data.train_from_epoch(5), 4)]).sum(0), [5, 5, 5])
+    # `train` is one epoch, a new one on each iteration
+    first, second = _all(data.train), _all(data.train)
+    assert len(first[0]) == 15 and not np.allclose(first[0], second[0])
+    with pytest.raises(ValueError, match=r"steps_per_epoch must be None or in \[1, 4\].*steps_per_epoch=5"):
+        data.train_from_epoch(0, steps_per_epoch=5)
+    with pytest.raises(ValueError, match="start_epoch=-1"):
+        data.train_from_epoch(-1)
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk", "none"])
+def test_decoded_images_are_cached_once_for_all_epochs(tmp_path, cache):
+    """After one epoch the image files are deleted: cached epochs must not read them again."""
+    import tensorflow as tf
+
+    root = _noise_folder(tmp_path / "ds", per_class=4)
+    config = _config(root, cache=cache, cache_dir=str(tmp_path / "cache"), on_bad_image="error", deterministic=True,
+                     augment=AugmentConfig(crop="pad", pad=2))
+    data = build_datasets(config, seed=0)
+    stream = iter(data.train_from_epoch(0))
+    for _ in range(data.steps_per_epoch):  # epoch 0 decodes the files (and fills the cache)
+        next(stream)
+    for path in (root / "train").rglob("*.png"):
+        path.unlink()
+    if cache == "none":
+        with pytest.raises(tf.errors.NotFoundError):
+            _batches(data.train_from_epoch(4), 1)
+        return
+    for _ in range(2 * data.steps_per_epoch):
+        next(stream)
+    assert len(_batches(data.train_from_epoch(4), data.steps_per_epoch)) == 3
+    assert len(_all(data.train)[0]) == 12

@@ -72,6 +72,50 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def write_image_folder(root, train_per_class=8, test_per_class=2, size=32):
+    """3 classes of noisy 32x32 PNGs with a class-specific bright stripe (train and test splits)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for k, cls in enumerate(["a", "b", "c"]):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+                image[:, k * 10 : k * 10 + 8] += 120
+                Image.fromarray(image).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_interrupted_run_resumes_to_identical_weights_through_the_real_pipeline(tmp_path):
+    """Shuffling and augmentation on: the resumed epoch 2 must see the batches of the uninterrupted epoch 2."""
+    import dataclasses
+    import warnings
+
+    root = write_image_folder(tmp_path / "images")
+    quiet = lambda *_: None  # noqa: E731
+
+    def config(run):
+        base = tiny_config(tmp_path / run, epochs=2, deterministic=True, seed=7, evaluate_split="none")
+        data = dataclasses.replace(base.data, dataset=None, data_dir=str(root), validation_fraction=0.25,
+                                   deterministic=True, augment=dataclasses.replace(base.data.augment, erasing=0.5))
+        return dataclasses.replace(base, data=data)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        full = train(config("full"), log=quiet)
+    assert not [w for w in caught if "ran out of data" in str(w.message)], [(w.filename, w.lineno) for w in caught if "ran out" in str(w.message)]
+    with pytest.raises(KeyboardInterrupt):
+        train(config("resumed"), callbacks=[InterruptAt(1)], log=quiet)
+    lines = []
+    resumed = train(config("resumed"), log=lines.append)
+    assert any("resuming after epoch 1" in line for line in lines)
+    assert any("5 steps/epoch" in line for line in lines)  # 18 train images (6 held out), batch 4
+    assert [int(r["epoch"]) for r in read_history(resumed / "history.csv")] == [1, 2]
+    for a, b in zip(weights_of(full / "model.keras"), weights_of(resumed / "model.keras")):
+        np.testing.assert_array_equal(a, b)
+
+
 class PoisonWeightsAt(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
