@@ -114,6 +114,25 @@ def compile_model(model, config, phase, steps_per_epoch: int) -> None:
     )
 
 
+def backup_dir(run_dir: Path, phase_name: str, chief: bool, worker: str) -> Path:
+    """This worker's ``BackupAndRestore`` directory for one phase (non-chief workers get their own)."""
+    return run_dir / BACKUP_DIR / (phase_name if chief else f"{phase_name}-{worker}")
+
+
+def remove_backups(run_dir: Path, phases, chief: bool, worker: str) -> None:
+    """Delete this worker's backups once the run is complete, then the backup folder if empty.
+
+    Each worker removes only its own directories: under ``multi_worker`` the others
+    may still be writing theirs into the shared run directory.
+    """
+    for phase in phases:
+        shutil.rmtree(backup_dir(run_dir, phase.name, chief, worker), ignore_errors=True)
+    try:
+        (run_dir / BACKUP_DIR).rmdir()
+    except OSError:
+        pass  # another worker's backup is still there; that worker removes it
+
+
 def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=()) -> list:
     """The callbacks of one phase, in the order they must run at each epoch end.
 
@@ -125,7 +144,7 @@ def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: 
 
     from keras_resnet.train import callbacks as cb
 
-    backup = run_dir / BACKUP_DIR / (phase_name if chief else f"{phase_name}-{worker}")
+    backup = backup_dir(run_dir, phase_name, chief, worker)
     if not chief:
         return [cb.StopOnNaN(run_dir), *extra, cb.AtomicBackupAndRestore(backup, delete_checkpoint=False)]
     t = config.training
@@ -273,7 +292,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
             break
     if chief:
         finish_run(run_dir, model, datasets, config, time.time() - started, log)
-    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+    remove_backups(run_dir, phases, chief, worker)
     return run_dir
 
 
