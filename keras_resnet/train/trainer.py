@@ -60,30 +60,38 @@ def _epoch_stream(datasets, config, steps: int, log=print):
     return lambda start_epoch: from_epoch(start_epoch, steps)
 
 
-def build_model(model_config, num_classes: int, image_size):
+def build_model(model_config, num_classes: int, image_size, new_head: bool = False):
     """The ResNet of a ``ModelConfig`` for ``num_classes`` and ``image_size`` inputs.
 
     Args:
         model_config: `keras_resnet.train.config.ModelConfig`.
         num_classes: Classes of the head.
         image_size: ``(height, width)``.
+        new_head: Load ``model_config.weights`` into the backbone only, leaving the
+            head freshly initialised (fine-tuning with ``finetune.head_epochs > 0``).
 
     Returns:
         A functional ``keras.Model`` (softmax outputs, float32 head).
     """
     from keras_resnet.models import build_resnet
+    from keras_resnet.models.specs import get_spec
+    from keras_resnet.models.weights import load_pretrained
 
-    return build_resnet(
+    model = build_resnet(
         model_config.name,
         num_classes=num_classes,
         input_shape=(int(image_size[0]), int(image_size[1]), 3),
-        weights=model_config.weights,
+        weights=None if new_head else model_config.weights,
         dropout=model_config.dropout,
         pooling=model_config.pooling,
         hidden_units=model_config.hidden_units,
         depth=model_config.depth,
         width_multiplier=model_config.width_multiplier,
     )
+    if new_head and model_config.weights is not None:
+        # Fine-tuning trains a fresh head even when the source model had as many classes.
+        load_pretrained(model, get_spec(model_config.name, model_config.depth), model_config.weights, skip_head=True)
+    return model
 
 
 def compile_model(model, config, phase, steps_per_epoch: int) -> None:
@@ -225,7 +233,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     """
     import keras
 
-    from keras_resnet.train.finetune import freeze, plan_phases
+    from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
     from keras_resnet.train.strategy import (configure_process, distribute_dataset_options, is_chief,
                                              make_strategy, task_id)
 
@@ -257,7 +265,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     val_ds = distribute_dataset_options(datasets.val, config.training.strategy)
 
     with strategy.scope():
-        model = build_model(config.model, len(datasets.class_names), datasets.image_size)
+        model = build_model(config.model, len(datasets.class_names), datasets.image_size,
+                            new_head=config.finetune.head_epochs > 0)
     log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s)")
@@ -265,6 +274,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     started = time.time()
     for phase in phases:
         freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
+        if chief and (len(phases) > 1 or phase.freeze != "none"):
+            log(f"Phase {phase.name!r} parameters (freeze={phase.freeze}):\n{parameter_table(model)}")
         with strategy.scope():
             compile_model(model, config, phase, steps)
         phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks)

@@ -248,6 +248,10 @@ def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
     first_log = []
     with pytest.raises(KeyboardInterrupt):
         train(config, callbacks=[InterruptAt(3)], log=first_log.append)
+    first_text = "\n".join(first_log)
+    assert "Phase 'head' parameters (freeze=head_only)" in first_text  # the per-stage table, before training
+    assert "Phase 'finetune' parameters (freeze=until_stage1)" in first_text
+    assert "stage1" in first_text and "frozen" in first_text
     with open(tmp_path / "run" / "history.csv") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2, 3]  # 1-based
 
@@ -267,3 +271,24 @@ def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
                 np.testing.assert_array_equal(a, b, err_msg=layer.name)
     changed = final.get_layer("conv3_block1_1_conv").get_weights()[0]
     assert not np.array_equal(changed, start["conv3_block1_1_conv"][0])
+
+
+def test_fine_tuning_builds_a_fresh_head_even_with_the_source_class_count(tmp_path):
+    from keras_resnet.runs import atomic_save_model
+    from keras_resnet.train.config import load_config
+    from keras_resnet.train.trainer import build_model
+
+    source = tiny()
+    source.get_layer("predictions").set_weights([w + 1.0 for w in source.get_layer("predictions").get_weights()])
+    atomic_save_model(source, tmp_path / "source" / "model.keras")
+    config = load_config(overrides={"model.name": "resnet20", "model.width_multiplier": 0.25,
+                                    "model.weights": str(tmp_path / "source")})
+    kept = build_model(config.model, 3, (32, 32))
+    fresh = build_model(config.model, 3, (32, 32), new_head=True)
+    for model in (kept, fresh):
+        np.testing.assert_array_equal(model.get_layer("conv4_block3_2_conv").get_weights()[0],
+                                      source.get_layer("conv4_block3_2_conv").get_weights()[0])
+    np.testing.assert_array_equal(kept.get_layer("predictions").get_weights()[1],
+                                  source.get_layer("predictions").get_weights()[1])
+    assert not np.allclose(fresh.get_layer("predictions").get_weights()[1],
+                           source.get_layer("predictions").get_weights()[1])
