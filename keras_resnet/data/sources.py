@@ -251,7 +251,7 @@ def _unavailable_message(dataset: str, attempts: list) -> str:
         f"Dataset {dataset!r} is not available offline and could not be downloaded. Tried:\n{tried}\n"
         f"Point at a local copy with --data-dir (e.g. --data-dir ../shared/datasets/{dataset}, a folder "
         f"<split>/<class>/<image>), set {ENV_DATA_DIR} to a folder holding {dataset}/, or give "
-        "--tfds-data-dir with prepared TFDS data."
+        "--set data.tfds_data_dir=DIR for prepared TFDS data."
     )
 
 
