@@ -265,7 +265,7 @@ def evaluate(model, x, y, mean, std) -> tuple[float, float]:
 
 
 def select(runs: list[dict]) -> dict:
-    """The run with the highest validation accuracy (ties: lowest validation loss, then grid order).
+    """The run with the highest validation accuracy (ties: lowest finite validation loss, then grid order).
 
     Args:
         runs: Dicts with ``"val_accuracy"`` and ``"val_loss"``.
@@ -273,7 +273,11 @@ def select(runs: list[dict]) -> dict:
     Returns:
         The selected dict. Test figures are never looked at.
     """
-    return min(runs, key=lambda r: (-r["val_accuracy"], r["val_loss"]))
+    def key(run):
+        loss = run["val_loss"]
+        return -run["val_accuracy"], loss if np.isfinite(loss) else float("inf")
+
+    return min(runs, key=key)
 
 
 def _float_list(text: str) -> tuple[float, ...]:
