@@ -256,6 +256,10 @@ def _unavailable_message(dataset: str, attempts: list) -> str:
 
 
 def _tfds_prepared(dataset: str, data_dir: str) -> bool:
+    # TFDS keeps prepared data in DATA_DIR/<dataset>/<version>/; without that folder
+    # (an image folder, say) there is nothing to ask TFDS, which would only warn.
+    if not (Path(data_dir) / dataset).is_dir():
+        return False
     try:
         import tensorflow_datasets as tfds
 
