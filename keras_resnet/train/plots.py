@@ -17,6 +17,18 @@ def _pyplot():
     return plt
 
 
+def _save_png(plt, fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it atomically as a PNG at ``path`` and free it."""
+    from keras_resnet.runs import atomic_path
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_history(rows: list[dict], path: str | Path) -> Path:
     """Plot loss, accuracy and learning rate per epoch (train and validation) to a PNG.
 
@@ -27,8 +39,6 @@ def plot_history(rows: list[dict], path: str | Path) -> Path:
     Returns:
         ``path`` as a ``Path``.
     """
-    from keras_resnet.runs import atomic_path
-
     plt = _pyplot()
     epochs = [int(r["epoch"]) for r in rows]
     panels = [("loss", "Loss"), ("accuracy", "Top-1 accuracy"), ("learning_rate", "Learning rate")]
@@ -44,12 +54,7 @@ def plot_history(rows: list[dict], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         if key != "learning_rate" and ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)
 
 
 def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, title: str = "Confusion matrix") -> Path:
@@ -65,8 +70,6 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, titl
         ``path`` as a ``Path``.
     """
     import numpy as np
-
-    from keras_resnet.runs import atomic_path
 
     plt = _pyplot()
     counts = np.asarray(matrix, dtype=np.int64)
@@ -85,9 +88,4 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: str | Path, titl
             for j in range(n):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if counts[i, j] > threshold else "black")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)

@@ -63,3 +63,15 @@ def tiny_config(run_dir, epochs: int = 2, **training):
     if training:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, **training))
     return config
+
+
+def interrupt_at(epoch: int):
+    """A Keras callback raising KeyboardInterrupt at the start of ``epoch`` (0-based): a simulated Ctrl-C."""
+    import keras
+
+    class InterruptAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, current, logs=None):
+            if current == epoch:
+                raise KeyboardInterrupt(f"simulated interruption before epoch {epoch}")
+
+    return InterruptAt()

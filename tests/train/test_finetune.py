@@ -11,6 +11,7 @@ import pytest
 from keras_resnet import build_resnet
 from keras_resnet.train import finetune as ft
 from keras_resnet.train.config import TrainConfig
+from synthetic import interrupt_at
 
 
 def tiny(name="resnet20", num_classes=3, width=0.25):
@@ -217,16 +218,6 @@ def write_image_folder(root, classes=("a", "b", "c"), per_class=4, test_per_clas
                 Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
 
 
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"simulated interruption before epoch {epoch}")
-
-
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # from the simulated interruption
 def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
     from keras_resnet.runs import atomic_save_model
@@ -247,7 +238,7 @@ def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
     })
     first_log = []
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[InterruptAt(3)], log=first_log.append)
+        train(config, callbacks=[interrupt_at(3)], log=first_log.append)
     first_text = "\n".join(first_log)
     assert "Phase 'head' parameters (freeze=head_only)" in first_text  # the per-stage table, before training
     assert "Phase 'finetune' parameters (freeze=until_stage1)" in first_text

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from synthetic import make_datasets, tiny_config
+from synthetic import interrupt_at, make_datasets, tiny_config
 
 from keras_resnet import runs
 from keras_resnet.train.callbacks import TrainingDivergedError, read_history
@@ -47,22 +47,12 @@ def test_two_epoch_run_leaves_complete_run_dir(tmp_path):
         train(tiny_config(run, epochs=2), datasets=make_datasets(), log=lambda *_: None)
 
 
-class InterruptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     quiet = lambda *_: None  # noqa: E731
     full = train(tiny_config(tmp_path / "full", epochs=3, deterministic=True), datasets=make_datasets(), log=quiet)
     config = tiny_config(tmp_path / "resumed", epochs=3, deterministic=True)
     with pytest.raises(KeyboardInterrupt):
-        train(config, datasets=make_datasets(), callbacks=[InterruptAt(1)], log=quiet)
+        train(config, datasets=make_datasets(), callbacks=[interrupt_at(1)], log=quiet)
     assert [int(r["epoch"]) for r in read_history(tmp_path / "resumed" / "history.csv")] == [1]
     lines = []
     resumed = train(config, datasets=make_datasets(), log=lines.append)
@@ -106,7 +96,7 @@ def test_interrupted_run_resumes_to_identical_weights_through_the_real_pipeline(
         full = train(config("full"), log=quiet)
     assert not [w for w in caught if "ran out of data" in str(w.message)], [(w.filename, w.lineno) for w in caught if "ran out" in str(w.message)]
     with pytest.raises(KeyboardInterrupt):
-        train(config("resumed"), callbacks=[InterruptAt(1)], log=quiet)
+        train(config("resumed"), callbacks=[interrupt_at(1)], log=quiet)
     lines = []
     resumed = train(config("resumed"), log=lines.append)
     assert any("resuming after epoch 1" in line for line in lines)
