@@ -57,11 +57,24 @@ def resolve_train_config(config_file, set_values, **flags):
     return load_config(recipe, overrides=flag_overrides(**flags), set_values=list(set_values)), recipe
 
 
+CONFIG_SOURCE_OPTIONS = (
+    click.option("--config", "config_file", metavar="YAML",
+                 help="Config file or recipe name in configs/ (e.g. cifar10_resnet56)."),
+    click.option("--dataset", help="TFDS name (cifar10, imagenette, ...); with --data-dir alone: a plain image folder."),
+    click.option("--data-dir", help="Image folder ROOT/<split>/<class>/<image>, or a local copy of --dataset."),
+    click.option("--model", help="Model name (see `kresnet models`)."),
+)
+
+
+def config_source_options(command):
+    """Add --config, --dataset, --data-dir and --model (shared by `train` and `tune`) to ``command``."""
+    for option in reversed(CONFIG_SOURCE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command("train")
-@click.option("--config", "config_file", metavar="YAML", help="Config file or recipe name in configs/ (e.g. cifar10_resnet56).")
-@click.option("--dataset", help="TFDS name (cifar10, imagenette, ...); with --data-dir alone: a plain image folder.")
-@click.option("--data-dir", help="Image folder ROOT/<split>/<class>/<image>, or a local copy of --dataset.")
-@click.option("--model", help="Model name (see `kresnet models`).")
+@config_source_options
 @click.option("--weights", help="Start from weights: 'imagenet', a .weights.h5/.keras file or a run directory.")
 @click.option("--epochs", type=int, help="Total epochs.")
 @click.option("--batch-size", type=int, help="Global batch size (split across replicas).")

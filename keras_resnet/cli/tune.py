@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
+from keras_resnet.cli.train import config_source_options
+
 
 @click.command("tune")
-@click.option("--config", "config_file", metavar="YAML", help="Base config file or recipe name in configs/.")
-@click.option("--dataset", help="TFDS name, or with --data-dir alone a plain image folder.")
-@click.option("--data-dir", help="Image folder ROOT/<split>/<class>/<image>, or a local copy of --dataset.")
-@click.option("--model", help="Model name (see `kresnet models`).")
+@config_source_options
 @click.option("--epochs", type=int, help="Epochs per trial (the budget of each trial).")
 @click.option("--batch-size", type=int, help="Global batch size.")
 @click.option("--seed", type=int, help="Random seed.")
