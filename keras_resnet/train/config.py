@@ -484,7 +484,24 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
     return atomic_write_text(path, config_to_yaml(config))
 
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+def configs_dir(package_root: Path) -> Path:
+    """Where the recipes are: ``keras_resnet/recipes/`` in a wheel install, else ``configs/``.
+
+    A wheel ships the repository's ``configs/`` as the package ``keras_resnet.recipes``
+    (see pyproject.toml); a source checkout or editable install reads ``configs/`` beside
+    the package.
+
+    Args:
+        package_root: The ``keras_resnet`` package directory.
+
+    Returns:
+        The recipe directory (which may not exist when neither is installed).
+    """
+    installed = package_root / "recipes"
+    return installed if installed.is_dir() else package_root.parent / "configs"
+
+
+CONFIGS_DIR = configs_dir(Path(__file__).resolve().parents[1])
 DEFAULT_RECIPES = {"cifar10": "cifar10_resnet20"}
 
 
