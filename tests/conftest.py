@@ -1,8 +1,13 @@
-"""Shared test set-up: quiet TensorFlow, and a clean Keras state around every test."""
+"""Shared test set-up: quiet TensorFlow, the helpers on sys.path, and a clean Keras state around every test."""
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Helper modules shared by the test packages (`synthetic`, `tiny_run`); the suite runs with
+# --import-mode=importlib, which does not put test folders on sys.path.
+sys.path.insert(0, str(Path(__file__).with_name("helpers")))
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

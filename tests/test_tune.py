@@ -1,17 +1,12 @@
 """Hyperparameter search: the search-space grammar, its validation, and a tiny real search."""
 
 import csv
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from synthetic import make_datasets, tiny_config
 
-sys.path.insert(0, str(Path(__file__).parent / "train"))  # the `synthetic` helper module
-
-from synthetic import make_datasets, tiny_config  # noqa: E402
-
-from keras_resnet.cli import main  # noqa: E402
+from keras_resnet.cli import main
 from keras_resnet.train.config import load_config  # noqa: E402
 from keras_resnet.tune import SearchParam, parse_search_param, parse_search_space, tune  # noqa: E402
 

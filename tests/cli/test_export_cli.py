@@ -1,31 +1,20 @@
 """`kresnet export` and `kresnet predict` through click's CliRunner."""
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tiny_run import tiny_run_fixture
 
 from keras_resnet.cli import main
-
-
-def _tiny_run_module():
-    name = "kresnet_tests_tiny_run"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "export" / "tiny_run.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """The tiny trained run of tests/export (shared through the session's temp dir)."""
-    return _tiny_run_module().tiny_run_fixture(tmp_path_factory)
+    return tiny_run_fixture(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

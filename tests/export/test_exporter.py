@@ -6,21 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
+from tiny_run import EXPORTS
 
 from keras_resnet.export import ExportParityError, export_model, load_runner
 from keras_resnet.export.exporter import default_output, rejected_path
 
-FORMATS = [
-    ("keras", "none"),
-    ("savedmodel", "none"),
-    ("tflite", "none"),
-    ("tflite", "float16"),
-    ("tflite", "dynamic"),
-    ("tflite", "int8"),
-]
 
-
-@pytest.mark.parametrize("fmt,quantize", FORMATS)
+@pytest.mark.parametrize("fmt,quantize", EXPORTS)
 def test_every_format_passes_the_gate_with_report_and_labels(exports, tiny_run, fmt, quantize):
     result = exports[(fmt, quantize)]
     assert result.path == default_output(tiny_run.run_dir, fmt, quantize) and result.path.exists()

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).parent
-REPO = HERE.parents[1]
+REPO = Path(__file__).resolve().parents[2]
+HELPERS = REPO / "tests" / "helpers"  # the `synthetic` module, for subprocess scripts
 
 COMMON = """
 import json, sys
-sys.path.insert(0, {here!r})
+sys.path.insert(0, {helpers!r})
 import numpy as np
 import keras
 from synthetic import make_datasets, tiny_config
@@ -56,7 +56,7 @@ def _env(**extra):
 
 def test_mirrored_two_logical_cpus_keeps_replicas_identical(tmp_path):
     out = tmp_path / "weights.json"
-    script = MIRRORED.format(here=str(HERE), out=str(out), run=str(tmp_path / "run"))
+    script = MIRRORED.format(helpers=str(HELPERS), out=str(out), run=str(tmp_path / "run"))
     result = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout
@@ -91,7 +91,7 @@ def _run_workers(tmp_path, count=2, deadline_s=240):
     try:
         for index in range(count):
             tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-            script = WORKER.format(here=str(HERE), out=str(tmp_path / f"worker{index}.json"), run=str(tmp_path / "run"))
+            script = WORKER.format(helpers=str(HELPERS), out=str(tmp_path / f"worker{index}.json"), run=str(tmp_path / "run"))
             log = tmp_path / f"worker{index}.log"
             logs.append(log)
             with open(log, "w") as stream:

@@ -11,7 +11,7 @@ import pytest
 from keras_resnet import build_resnet
 from keras_resnet.train import finetune as ft
 from keras_resnet.train.config import TrainConfig
-from synthetic import interrupt_at
+from synthetic import interrupt_at, write_image_folder
 
 
 def tiny(name="resnet20", num_classes=3, width=0.25):
@@ -205,26 +205,13 @@ def test_lr_multipliers_scale_the_learning_rate_per_stage(optimizer):
 # ---------------------------------------------------------- two phases, resumed
 
 
-def write_image_folder(root, classes=("a", "b", "c"), per_class=4, test_per_class=2):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", per_class), ("test", test_per_class)):
-        for index, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 60, (32, 32, 3)) + 60 * index
-                Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
-
-
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # from the simulated interruption
 def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
     from keras_resnet.runs import atomic_save_model
     from keras_resnet.train.config import load_config
     from keras_resnet.train.trainer import train
 
-    write_image_folder(tmp_path / "images")
+    write_image_folder(tmp_path / "images", train_per_class=4)
     pretrained = tiny()
     atomic_save_model(pretrained, tmp_path / "pretrained" / "model.keras")
     config = load_config(overrides={

@@ -11,15 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from synthetic import interrupt_at, make_datasets, tiny_config
+from synthetic import interrupt_at, make_datasets, tiny_config, write_image_folder
 
 from keras_resnet import runs
 from keras_resnet.train.callbacks import TrainingDivergedError, read_history
 from keras_resnet.train.config import load_config
 from keras_resnet.train.trainer import RunFinishedError, train
 
-HERE = Path(__file__).parent
-REPO = HERE.parents[1]
+REPO = Path(__file__).resolve().parents[2]
+HELPERS = REPO / "tests" / "helpers"  # the `synthetic` module, for subprocess scripts
 
 
 def weights_of(path):
@@ -60,21 +60,6 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     assert [int(r["epoch"]) for r in read_history(resumed / "history.csv")] == [1, 2, 3]
     for a, b in zip(weights_of(full / "model.keras"), weights_of(resumed / "model.keras")):
         np.testing.assert_array_equal(a, b)
-
-
-def write_image_folder(root, train_per_class=8, test_per_class=2, size=32):
-    """3 classes of noisy 32x32 PNGs with a class-specific bright stripe (train and test splits)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for k, cls in enumerate(["a", "b", "c"]):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(count):
-                image = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-                image[:, k * 10 : k * 10 + 8] += 120
-                Image.fromarray(image).save(root / split / cls / f"{i}.png")
-    return root
 
 
 def test_interrupted_run_resumes_to_identical_weights_through_the_real_pipeline(tmp_path):
@@ -126,7 +111,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
 
 KILL_SCRIPT = """
 import sys
-sys.path.insert(0, {here!r})
+sys.path.insert(0, {helpers!r})
 from synthetic import make_datasets, tiny_config
 from keras_resnet.train.trainer import train
 train(tiny_config({run!r}, epochs={epochs}, evaluate_split="none"), datasets=make_datasets(n_train=48, batch=4), log=lambda m: print(m, flush=True))
@@ -137,7 +122,7 @@ print("DONE", flush=True)
 def test_kill_9_then_rerun_resumes_to_exactly_the_asked_epochs(tmp_path):
     run, epochs = tmp_path / "run", 25
     script = tmp_path / "train_script.py"
-    script.write_text(KILL_SCRIPT.format(here=str(HERE), run=str(run), epochs=epochs))
+    script.write_text(KILL_SCRIPT.format(helpers=str(HELPERS), run=str(run), epochs=epochs))
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120

@@ -75,3 +75,21 @@ def interrupt_at(epoch: int):
                 raise KeyboardInterrupt(f"simulated interruption before epoch {epoch}")
 
     return InterruptAt()
+
+
+def write_image_folder(root, train_per_class: int = 8, test_per_class: int = 2, size: int = 32):
+    """Classes a, b, c of noisy ``size`` x ``size`` PNGs with a class-specific bright stripe.
+
+    Written as ``root/{train,test}/<class>/<i>.png``; returns ``root``.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for k, cls in enumerate(CLASS_NAMES):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+                image[:, k * 10 : k * 10 + 8] += 120
+                Image.fromarray(image).save(root / split / cls / f"{i}.png")
+    return root

@@ -15,6 +15,15 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ["red", "green", "blue"]
+# Every (format, quantize) pair `kresnet export` offers; the export tests build each once.
+EXPORTS = [
+    ("keras", "none"),
+    ("savedmodel", "none"),
+    ("tflite", "none"),
+    ("tflite", "float16"),
+    ("tflite", "dynamic"),
+    ("tflite", "int8"),
+]
 
 
 @dataclass
