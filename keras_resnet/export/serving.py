@@ -111,7 +111,9 @@ def build_export_archive(model, spec: dict, labels: list[str], top_k: int = 5, f
     serve_images, serve_bytes = make_serving_functions(model, spec, labels, top_k)
     height, width = image_size_of(spec)
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No archive.track(model): add_endpoint already saves every variable the signatures
+    # use, and tracking the model as well stores each weight a second time (its Keras
+    # variable beside the tf.Variable the endpoint captured), doubling the SavedModel.
     shape = [None, height, width, 3] if fixed_size else [None, None, None, 3]
     archive.add_endpoint(
         SERVING_SIGNATURE, serve_images, input_signature=[tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)]

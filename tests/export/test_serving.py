@@ -20,6 +20,15 @@ def test_signatures_and_their_inputs(saved):
     assert encoded.dtype == tf.string and encoded.shape.as_list() == [None]
 
 
+def test_each_weight_is_stored_once(exports, tiny_run):
+    import keras
+
+    model = keras.models.load_model(tiny_run.run_dir / "model.keras", compile=False)
+    checkpoint = tf.train.load_checkpoint(str(exports[("savedmodel", "none")].path / "variables" / "variables"))
+    stored = [k for k in checkpoint.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert len(stored) == len(model.weights)
+
+
 def test_raw_uint8_signature_equals_keras(saved, tiny_run):
     keras_probs = load_keras_runner(tiny_run.run_dir).predict(tiny_run.images)
     out = saved.signatures["serving_default"](images=tf.constant(tiny_run.images))
