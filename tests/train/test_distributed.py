@@ -45,8 +45,14 @@ train(tiny_config({run!r}, epochs=2, strategy="mirrored", evaluate_split="none")
 """
 
 WORKER = COMMON + """
+from synthetic import interrupt_at
 from keras_resnet.train.trainer import train
-train(tiny_config({run!r}, epochs=2, strategy="multi_worker"), datasets=make_datasets, callbacks=[ReplicaWeights()])
+stop = [interrupt_at({interrupt_before!r})] if {interrupt_before!r} is not None else []
+try:
+    train(tiny_config({run!r}, epochs=2, strategy="multi_worker"), datasets=make_datasets,
+          callbacks=[ReplicaWeights(), *stop])
+except KeyboardInterrupt:  # the simulated Ctrl-C, on every worker before the same epoch
+    print("interrupted", flush=True)
 """
 
 
@@ -80,8 +86,11 @@ def _free_ports(n):
 _PORT_ERRORS = ("Address already in use", "Failed to add port", "No address added")
 
 
-def _run_workers(tmp_path, count=2, deadline_s=240):
+def _run_workers(tmp_path, run_dir, count=2, deadline_s=240, interrupt_before=None):
     """Start `count` WORKER processes on free 127.0.0.1 ports; return (return codes, logs).
+
+    They train into ``run_dir``; with ``interrupt_before`` set, every worker is interrupted
+    before that (0-based) epoch, as a Ctrl-C on the whole job would.
 
     Each worker's output goes to a file (no pipe can fill up); every child still running
     at the deadline, after another one failed, or when anything raises is killed.
@@ -91,8 +100,9 @@ def _run_workers(tmp_path, count=2, deadline_s=240):
     try:
         for index in range(count):
             tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-            script = WORKER.format(helpers=str(HELPERS), out=str(tmp_path / f"worker{index}.json"), run=str(tmp_path / "run"))
-            log = tmp_path / f"worker{index}.log"
+            script = WORKER.format(helpers=str(HELPERS), out=str(tmp_path / f"worker{index}.json"),
+                                   run=str(run_dir), interrupt_before=interrupt_before)
+            log = tmp_path / f"worker{index}{'-interrupted' if interrupt_before is not None else ''}.log"
             logs.append(log)
             with open(log, "w") as stream:
                 procs.append(subprocess.Popen([sys.executable, "-c", script], env=_env(TF_CONFIG=tf_config),
@@ -126,24 +136,35 @@ def test_keras_multi_worker_fixes_are_idempotent_and_leave_single_worker_reducti
     assert {k: float(v) for k, v in reduced.items()} == {"loss": 1.5, "accuracy": 0.25}
 
 
-@pytest.mark.timeout(300)
-def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path):
-    for attempt in range(2):  # a port picked by _free_ports can be taken before the worker binds it
+def _run_workers_retrying_ports(tmp_path, run_dir, **kwargs):
+    """`_run_workers`, once more if a port picked by `_free_ports` was taken before a worker bound it."""
+    for attempt in range(2):
         directory = tmp_path / f"attempt{attempt}"
-        directory.mkdir()
-        codes, logs = _run_workers(directory)
+        directory.mkdir(parents=True)
+        codes, logs = _run_workers(directory, run_dir, **kwargs)
         if codes == [0, 0] or not any(error in log for log in logs for error in _PORT_ERRORS):
             break
     assert codes == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
-    assert all("2 replica(s)" in log for log in logs)
+    return directory, logs
+
+
+@pytest.mark.timeout(600)
+def test_multi_worker_run_interrupted_after_epoch_1_resumes_with_identical_weights(tmp_path):
+    run = tmp_path / "run"
+    _, logs = _run_workers_retrying_ports(tmp_path / "first", run, interrupt_before=1)
+    assert all("interrupted" in log for log in logs)
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # header + epoch 1
+    assert (run / "backup").is_dir() and not (run / "metrics.json").exists()
+
+    directory, logs = _run_workers_retrying_ports(tmp_path / "resumed", run)
+    assert all("2 replica(s)" in log and "resuming after epoch 1 of 2" in log for log in logs)
     chief, other = (json.loads((directory / f"worker{i}.json").read_text()) for i in range(2))
     assert chief["replicas"] == other["replicas"] == 1  # one local replica per worker process
     # Each worker trains on its own half of every global batch (auto-shard DATA), so only the
-    # cross-worker gradient all-reduce keeps the weights equal.
+    # cross-worker gradient all-reduce keeps the weights equal, also after both restored a backup.
     for a, b in zip(chief["weights"], other["weights"]):
         np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]))
-    run = directory / "run"
     history = (run / "history.csv").read_text().splitlines()
-    assert len(history) == 3, history  # header + 2 epochs, written by the chief only
+    assert [line.split(",")[0] for line in history[1:]] == ["1", "2"], history  # the chief's, once per epoch
     assert (run / "model.keras").is_file() and (run / "metrics.json").is_file()
     assert not (run / "backup").exists()
