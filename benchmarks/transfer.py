@@ -1,7 +1,7 @@
 """Transfer benchmark: does a pretrained ResNet-20 help on a small new task?
 
 1. Pretrain ResNet-20 on the CIFAR-10 classes airplane, automobile, bird, cat, deer
-   (all 25,000 training images). With ``--work-dir`` the pretrained model is kept
+   (all 25,000 training images, ``--pretrain-epochs`` 30). With ``--work-dir`` the pretrained model is kept
    there and reused by later runs.
 2. New task: dog, frog, horse, ship, truck with only ``--shots`` (100) labelled
    training images per class, plus a disjoint validation set of ``--val-per-class``
@@ -20,7 +20,10 @@
    * ``scratch``: the same ResNet-20 from random initialisation; grid: LR.
    The selected configuration of each method is reported with its accuracy on the
    five classes' full test split (5,000 images); every configuration's validation
-   and test accuracy is printed too. The headline figure is two_phase minus scratch.
+   and test accuracy is printed too.
+3. Step 2 is repeated for each of ``--seeds`` (0, 1, 2): its own few-shot sample,
+   initialisation and shuffling; single runs vary by about a point. The headline
+   figure is two_phase minus scratch, averaged over the seeds.
 
 Uses the library end to end: `build_resnet`, `load_pretrained(skip_head=True)`,
 `plan_phases`, `freeze`, `parameter_table`, and the trainer's `compile_model`
@@ -111,10 +114,10 @@ def load_split(root: Path, split: str, classes):
 def load_few_shot(root: Path, classes, shots: int, val_per_class: int, seed: int = 0):
     """Disjoint labelled-training and validation samples from the train split.
 
-    Per class, ``shots`` training images are drawn first (``default_rng(seed)``),
+    Per class, ``shots`` training images are drawn first (``default_rng([seed, 0])``),
     then ``val_per_class`` validation images from the remaining ones
-    (``default_rng(seed + 1)``), so the training shots do not depend on the
-    validation size.
+    (``default_rng([seed, 1])``), so the training shots do not depend on the
+    validation size, and different seeds draw independent samples.
 
     Args:
         root: The CIFAR-10 image folder.
@@ -129,7 +132,7 @@ def load_few_shot(root: Path, classes, shots: int, val_per_class: int, seed: int
     Raises:
         ValueError: if a class folder has fewer than ``shots + val_per_class`` images.
     """
-    shot_rng, val_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    shot_rng, val_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     train_files, val_files, train_labels, val_labels = [], [], [], []
     for label, name in enumerate(classes):
         files = _image_files(root, "train", name)
@@ -253,7 +256,8 @@ def fit_phases(model, config, train_ds, steps: int, verbose: int = 0, show_table
         if show_table:
             print("    " + parameter_table(model).replace("\n", "\n    "))
         compile_model(model, config, phase, steps)
-        model.fit(train_ds, epochs=phase.end_epoch, initial_epoch=phase.initial_epoch, verbose=verbose)
+        model.fit(train_ds, epochs=phase.end_epoch, initial_epoch=phase.initial_epoch, verbose=verbose,
+                  shuffle=False)  # the dataset shuffles
 
 
 def evaluate(model, x, y, mean, std) -> tuple[float, float]:
@@ -290,6 +294,16 @@ def _float_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers. Received: {text!r}") from None
+    if len(set(values)) != len(values) or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected distinct non-negative integers. Received: {text!r}")
+    return values
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line (see ``--help``); checks the epoch split before TensorFlow starts."""
     parser = argparse.ArgumentParser(
@@ -302,8 +316,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Keeps the pretrained model (WORK_DIR/pretrained/model.keras); reused when present. "
                              "None: a new temporary directory.")
     parser.add_argument("--json", default=None, help="Also write the results here.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the sampling, initialisation and shuffling.")
-    parser.add_argument("--pretrain-epochs", type=int, default=10,
+    parser.add_argument("--seeds", type=_int_list, default="0,1,2",
+                        help="One repetition per seed: its own few-shot sample, initialisation and shuffling. "
+                             "The first also seeds pretraining. The headline figure is the mean over seeds.")
+    parser.add_argument("--pretrain-epochs", type=int, default=30,
                         help="Epochs of pretraining on the source classes (ignored when the model is reused).")
     parser.add_argument("--shots", type=int, default=100, help="Labelled training images per new class.")
     parser.add_argument("--val-per-class", type=int, default=50,
@@ -346,12 +362,12 @@ def pretrain(args, pretrained_path: Path, mean, std, x_src, y_src):
     if pretrained_path.is_file():
         print(f"Reusing the pretrained model {pretrained_path}")
         return keras.models.load_model(pretrained_path, compile=False), None
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(args.seeds[0])
     config = make_config(args.pretrain_epochs, 0.2, PRETRAIN_BATCH)
     model = build_resnet("resnet20", num_classes=len(SOURCE_CLASSES))
     started = time.time()
     print(f"Pretraining ResNet-20 on {', '.join(SOURCE_CLASSES)} for {args.pretrain_epochs} epochs")
-    fit_phases(model, config, make_dataset(x_src, y_src, mean, std, PRETRAIN_BATCH, True, args.seed),
+    fit_phases(model, config, make_dataset(x_src, y_src, mean, std, PRETRAIN_BATCH, True, args.seeds[0]),
                len(x_src) // PRETRAIN_BATCH, verbose=2)
     seconds = time.time() - started
     atomic_save_model(model, pretrained_path)
@@ -359,71 +375,56 @@ def pretrain(args, pretrained_path: Path, mean, std, x_src, y_src):
 
 
 def print_tables(results: dict) -> None:
-    """Print the selected-configuration table and the every-configuration table (markdown)."""
+    """Print the per-seed selected configurations, every configuration, and the mean over seeds (markdown)."""
     n_val, n_test = results["val_images"], results["test_images"]
-    print(f"\nSelected on validation ({n_val} images); test = {n_test} images of the new classes\n")
-    print("| method | selected config | val accuracy | test accuracy |\n|---|---|---|---|")
-    for name, method in results["methods"].items():
-        chosen = method["selected"]
-        print(f"| {name} | {chosen['label']} | {chosen['val_accuracy']:.2f}% | {chosen['test_accuracy']:.2f}% |")
+    print(f"\nSelected on validation ({n_val} images per seed); test = {n_test} images of the new classes\n")
+    print("| seed | method | selected config | val accuracy | test accuracy |\n|---|---|---|---|---|")
+    for seed, methods in results["seeds"].items():
+        for name, method in methods.items():
+            chosen = method["selected"]
+            print(f"| {seed} | {name} | {chosen['label']} | {chosen['val_accuracy']:.2f}% | "
+                  f"{chosen['test_accuracy']:.2f}% |")
     print("\nEvery configuration (* = selected)\n")
-    print("| method | config | val accuracy | val loss | test accuracy | seconds |\n|---|---|---|---|---|---|")
-    for name, method in results["methods"].items():
-        for run in method["grid"]:
-            mark = " *" if run["label"] == method["selected"]["label"] else ""
-            print(f"| {name} | {run['label']}{mark} | {run['val_accuracy']:.2f}% | {run['val_loss']:.3f} | "
-                  f"{run['test_accuracy']:.2f}% | {run['seconds']} |")
-    print(f"\ntwo_phase - scratch (each val-selected), on test: {results['two_phase_minus_scratch']:+.2f} points "
-          f"(total {results['total_seconds']}s)")
+    print("| seed | method | config | val accuracy | val loss | test accuracy | seconds |\n"
+          "|---|---|---|---|---|---|---|")
+    for seed, methods in results["seeds"].items():
+        for name, method in methods.items():
+            for run in method["grid"]:
+                mark = " *" if run["label"] == method["selected"]["label"] else ""
+                print(f"| {seed} | {name} | {run['label']}{mark} | {run['val_accuracy']:.2f}% | "
+                      f"{run['val_loss']:.3f} | {run['test_accuracy']:.2f}% | {run['seconds']} |")
+    print(f"\nMean over seeds {list(results['seeds'])} of the validation-selected test accuracy\n")
+    print("| method | mean | per seed |\n|---|---|---|")
+    for name, summary in results["mean_test_accuracy"].items():
+        print(f"| {name} | {summary['mean']:.2f}% | {' / '.join(f'{v:.2f}' for v in summary['per_seed'])} |")
+    gain = results["two_phase_minus_scratch"]
+    print(f"\ntwo_phase - scratch on test: mean {gain['mean']:+.2f} points "
+          f"(per seed {', '.join(f'{v:+.2f}' for v in gain['per_seed'])}; total {results['total_seconds']}s)")
 
 
-def main(argv=None) -> dict:
-    """Run the benchmark and print (and optionally save) the figures.
+def run_seed(args, seed: int, root: Path, pretrained_path: Path, mean, std, x_test, y_test) -> tuple[dict, int]:
+    """Every method's grid on one seed's few-shot sample, each configuration validation-selected.
 
     Returns:
-        The results dict (also written to ``--json`` when given).
+        ``({method: {"grid": [run, ...], "selected": run}}, validation image count)``.
     """
-    args = parse_args(argv)
-
     import keras
 
     from keras_resnet import build_resnet
     from keras_resnet.models.specs import get_spec
     from keras_resnet.models.weights import load_pretrained
 
-    started = time.time()
-    root = Path(args.data_dir)
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="kresnet-transfer-"))
-    pretrained_path = work / "pretrained" / "model.keras"
-    x_src, y_src = load_split(root, "train", SOURCE_CLASSES)
-    x_src_test, y_src_test = load_split(root, "test", SOURCE_CLASSES)
-    (x_new, y_new), (x_val, y_val) = load_few_shot(root, TARGET_CLASSES, args.shots, args.val_per_class, args.seed)
-    x_test, y_test = load_split(root, "test", TARGET_CLASSES)
-    mean = x_src.reshape(-1, 3).mean(axis=0).astype("float32")
-    std = x_src.reshape(-1, 3).std(axis=0).astype("float32")
-    print(f"Loaded {len(x_src)} source, {len(x_new)} new training, {len(x_val)} new validation "
-          f"and {len(x_test)} new test images in {time.time() - started:.0f}s")
-
-    pretrain_model, pretrain_seconds = pretrain(args, pretrained_path, mean, std, x_src, y_src)
-    del x_src, y_src
-    source_accuracy, _ = evaluate(pretrain_model, x_src_test, y_src_test, mean, std)
-    results = {"pretrain": {
-        "classes": SOURCE_CLASSES, "model": str(pretrained_path), "reused": pretrain_seconds is None,
-        "epochs": None if pretrain_seconds is None else args.pretrain_epochs,
-        "seconds": None if pretrain_seconds is None else round(pretrain_seconds),
-        "test_accuracy": round(source_accuracy, 2),
-    }, "methods": {}}
-    print(f"Pretrained model: {source_accuracy:.2f}% on the source classes' test split")
-
+    (x_new, y_new), (x_val, y_val) = load_few_shot(root, TARGET_CLASSES, args.shots, args.val_per_class, seed)
     steps = len(x_new) // FINETUNE_BATCH
-    new_train = make_dataset(x_new, y_new, mean, std, FINETUNE_BATCH, True, args.seed)
+    new_train = make_dataset(x_new, y_new, mean, std, FINETUNE_BATCH, True, seed)
     spec = get_spec("resnet20")
+    methods = {}
     for method, grid in build_grids(args, pretrained_path).items():
         runs = []
         for i, candidate in enumerate(grid):
-            keras.utils.set_random_seed(args.seed)
+            keras.utils.set_random_seed(seed)
             t0 = time.time()
-            print(f"\n{method} [{candidate.label}]: {args.finetune_epochs} epochs x {steps} steps "
+            print(f"\nseed {seed}, {method} [{candidate.label}]: {args.finetune_epochs} epochs x {steps} steps "
                   f"of {FINETUNE_BATCH} images")
             model = build_resnet("resnet20", num_classes=len(TARGET_CLASSES))
             if candidate.config.model.weights is not None:
@@ -434,16 +435,67 @@ def main(argv=None) -> dict:
             runs.append({"label": candidate.label, "params": candidate.params,
                          "val_accuracy": round(val_accuracy, 2), "val_loss": round(val_loss, 4),
                          "test_accuracy": round(test_accuracy, 2), "seconds": round(time.time() - t0)})
-            print(f"{method} [{candidate.label}]: val {val_accuracy:.2f}% (loss {val_loss:.3f}), "
+            print(f"seed {seed}, {method} [{candidate.label}]: val {val_accuracy:.2f}% (loss {val_loss:.3f}), "
                   f"test {test_accuracy:.2f}% ({time.time() - t0:.0f}s)", flush=True)
-        results["methods"][method] = {"grid": runs, "selected": select(runs)}
+        methods[method] = {"grid": runs, "selected": select(runs)}
+    return methods, len(x_val)
 
-    selected = {name: m["selected"]["test_accuracy"] for name, m in results["methods"].items()}
+
+def summarise(per_seed: dict) -> tuple[dict, dict]:
+    """Mean over seeds of each method's selected test accuracy, and of two_phase minus scratch.
+
+    Args:
+        per_seed: ``{seed: {method: {"selected": {"test_accuracy": ...}, ...}}}``.
+
+    Returns:
+        ``({method: {"mean", "per_seed"}}, {"mean", "per_seed"})``, rounded to 0.01.
+    """
+    accuracy = {
+        method: [methods[method]["selected"]["test_accuracy"] for methods in per_seed.values()]
+        for method in next(iter(per_seed.values()))
+    }
+    gains = [a - b for a, b in zip(accuracy["two_phase"], accuracy["scratch"])]
+    return ({m: {"mean": round(float(np.mean(v)), 2), "per_seed": v} for m, v in accuracy.items()},
+            {"mean": round(float(np.mean(gains)), 2), "per_seed": [round(g, 2) for g in gains]})
+
+
+def main(argv=None) -> dict:
+    """Run the benchmark and print (and optionally save) the figures.
+
+    Returns:
+        The results dict (also written to ``--json`` when given).
+    """
+    args = parse_args(argv)
+
+    started = time.time()
+    root = Path(args.data_dir)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="kresnet-transfer-"))
+    pretrained_path = work / "pretrained" / "model.keras"
+    x_src, y_src = load_split(root, "train", SOURCE_CLASSES)
+    x_src_test, y_src_test = load_split(root, "test", SOURCE_CLASSES)
+    x_test, y_test = load_split(root, "test", TARGET_CLASSES)
+    mean = x_src.reshape(-1, 3).mean(axis=0).astype("float32")
+    std = x_src.reshape(-1, 3).std(axis=0).astype("float32")
+    print(f"Loaded {len(x_src)} source and {len(x_test)} new test images in {time.time() - started:.0f}s")
+
+    pretrain_model, pretrain_seconds = pretrain(args, pretrained_path, mean, std, x_src, y_src)
+    del x_src, y_src
+    source_accuracy, _ = evaluate(pretrain_model, x_src_test, y_src_test, mean, std)
+    results = {"pretrain": {
+        "classes": SOURCE_CLASSES, "model": str(pretrained_path), "reused": pretrain_seconds is None,
+        "epochs": None if pretrain_seconds is None else args.pretrain_epochs,
+        "seconds": None if pretrain_seconds is None else round(pretrain_seconds),
+        "test_accuracy": round(source_accuracy, 2),
+    }, "seeds": {}}
+    print(f"Pretrained model: {source_accuracy:.2f}% on the source classes' test split")
+
+    for seed in args.seeds:
+        results["seeds"][seed], val_images = run_seed(args, seed, root, pretrained_path, mean, std, x_test, y_test)
+    results["mean_test_accuracy"], results["two_phase_minus_scratch"] = summarise(results["seeds"])
     results.update({
-        "two_phase_minus_scratch": round(selected["two_phase"] - selected["scratch"], 2),
-        "shots": args.shots, "val_per_class": args.val_per_class, "val_images": len(x_val),
+        "shots": args.shots, "val_per_class": args.val_per_class, "val_images": val_images,
         "test_images": len(x_test), "finetune_epochs": args.finetune_epochs, "head_epochs": args.head_epochs,
-        "seed": args.seed, "total_seconds": round(time.time() - started), "cpu_count": os.cpu_count(),
+        "total_seconds": round(time.time() - started), "cpu_count": os.cpu_count(),
         "machine": platform.platform(), "date": datetime.date.today().isoformat(),
     })
     print_tables(results)
