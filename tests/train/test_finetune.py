@@ -1,5 +1,5 @@
 """Fine-tuning: freeze policies, BatchNorm in inference mode, phase planning,
-per-stage learning rates and a two-phase run resumed in phase 2."""
+per-stage learning rates and a two-phase run resumed in either phase."""
 
 import csv
 import dataclasses
@@ -206,7 +206,15 @@ def test_lr_multipliers_scale_the_learning_rate_per_stage(optimizer):
 
 
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # from the simulated interruption
-def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
+@pytest.mark.parametrize(
+    "interrupt_before,resumed",
+    [
+        (1, ["Phase 'head': resuming after epoch 1 of 2", "Phase 'finetune': epochs 3-4, freeze=until_stage1"]),
+        (3, ["Phase 'head': already complete (epochs 1-2)", "Phase 'finetune': resuming after epoch 3 of 4"]),
+    ],
+    ids=["in_phase_1", "in_phase_2"],
+)
+def test_two_phase_run_interrupted_resumes_in_that_phase(tmp_path, interrupt_before, resumed):
     from keras_resnet.runs import atomic_save_model
     from keras_resnet.train.config import load_config
     from keras_resnet.train.trainer import train
@@ -225,19 +233,20 @@ def test_two_phase_run_interrupted_in_phase_2_resumes_there(tmp_path):
     })
     first_log = []
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[interrupt_at(3)], log=first_log.append)
+        train(config, callbacks=[interrupt_at(interrupt_before)], log=first_log.append)
     first_text = "\n".join(first_log)
     assert "Phase 'head' parameters (freeze=head_only)" in first_text  # the per-stage table, before training
-    assert "Phase 'finetune' parameters (freeze=until_stage1)" in first_text
     assert "stage1" in first_text and "frozen" in first_text
     with open(tmp_path / "run" / "history.csv") as handle:
-        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2, 3]  # 1-based
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(1, interrupt_before + 1))
 
     second_log = []
     run_dir = train(config, log=second_log.append)
     text = "\n".join(second_log)
-    assert "Phase 'head': already complete" in text
-    assert "Phase 'finetune': resuming after epoch 3 of 4" in text
+    for message in resumed:
+        assert message in text
+    finetune_table = "Phase 'finetune' parameters (freeze=until_stage1)"
+    assert finetune_table in (first_text if interrupt_before > 2 else text)  # printed before phase 2 trains
     with open(run_dir / "history.csv") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2, 3, 4]
 
