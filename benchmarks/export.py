@@ -5,7 +5,8 @@ here with ``model.fit`` on a subset of ``--data-dir``) every format goes through
 `keras_resnet.export.export_model` (so through the parity gate) and is then timed:
 Keras (the ``.keras`` run model, eager call as ``kresnet predict`` runs it, and the
 same call compiled with ``tf.function``), SavedModel (``serving_default``), TFLite
-float32 / float16 / dynamic-range / int8 on the LiteRT interpreter. All take raw
+float32 / float16 / dynamic-range / int8 on the LiteRT interpreter, and ONNX (opset
+17, float32) on onnxruntime (needs ``pip install "kresnet[onnx]"``). All take raw
 uint8 pixels and include the preprocessing, so every row measures the same work.
 
 ResNet-50 at 224x224 (random weights, 1000 classes) is converted with the same
@@ -48,9 +49,9 @@ def train_quick_run(data_dir: str, run_dir: Path, train_images: int, epochs: int
 
     from keras_resnet import build_resnet
     from keras_resnet.data import DataConfig
-    from keras_resnet.data.preprocess import inference_preprocess, make_spec, save_preprocessing
+    from keras_resnet.data.preprocess import make_spec, save_preprocessing
     from keras_resnet.data.sources import resolve_source
-    from keras_resnet.runs import write_labels
+    from keras_resnet.runs import atomic_save_model, write_labels
     from keras_resnet.train.config import TrainConfig, save_config
 
     config = TrainConfig()
@@ -67,7 +68,7 @@ def train_quick_run(data_dir: str, run_dir: Path, train_images: int, epochs: int
     spec = make_spec("dataset", (32, 32), x.reshape(-1, 3).mean(0), x.reshape(-1, 3).std(0))
 
     keras.utils.set_random_seed(seed)
-    model = build_resnet("resnet20", num_classes=len(class_names))
+    model = build_resnet("resnet20", num_classes=len(class_names), include_preprocessing=True, preprocessing=spec)
     steps = epochs * (len(x) // 128)
     schedule = keras.optimizers.schedules.CosineDecay(0.1, steps, warmup_target=None)
     model.compile(keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -76,14 +77,14 @@ def train_quick_run(data_dir: str, run_dir: Path, train_images: int, epochs: int
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(len(x), seed=seed)
         .batch(128, drop_remainder=True)
-        .map(lambda a, b: (flip(inference_preprocess(a, spec), training=True), b))
+        .map(lambda a, b: (flip(tf.cast(a, tf.float32), training=True), b))  # raw pixels: the model normalises
         .prefetch(2)
     )
     start = time.perf_counter()
     model.fit(train, epochs=epochs, verbose=2)
     print(f"trained ResNet-20 on {len(x)} images x {epochs} epochs in {time.perf_counter() - start:.0f} s")
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.keras")
+    atomic_save_model(model, run_dir / "model.keras", metadata={"labels": class_names, "preprocessing": spec})
     write_labels(run_dir, class_names)
     save_preprocessing(run_dir, spec)
     save_config(config, run_dir / "config.yaml")
@@ -113,19 +114,19 @@ def throughput(runner, images: np.ndarray, batches: int) -> float:
 
 
 class CompiledKerasRunner:
-    """Keras model plus preprocessing under ``tf.function`` (Keras' fastest call path)."""
+    """The Keras model (it carries its preprocessing) under ``tf.function`` (Keras' fastest call path)."""
 
     kind = "keras-tf.function"
 
     def __init__(self, keras_runner):
         import tensorflow as tf
 
-        from keras_resnet.data.preprocess import inference_preprocess
+        from keras_resnet.data.preprocess import resize_for_eval
 
-        model, spec = keras_runner.model, keras_runner.spec
+        model, size = keras_runner.model, keras_runner.model_size
         self.labels = keras_runner.labels
         self._fn = tf.function(
-            lambda images: model(inference_preprocess(images, spec), training=False),
+            lambda images: model(resize_for_eval(images, size), training=False),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
         )
 
@@ -146,7 +147,7 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def bench_cifar(args) -> list[dict]:
     from keras_resnet.export import ExportParityError, export_model
-    from keras_resnet.export.runners import SavedModelRunner, TFLiteRunner, load_keras_runner
+    from keras_resnet.export.runners import OnnxRunner, SavedModelRunner, TFLiteRunner, load_keras_runner
     from keras_resnet.export.sources import collect_images, run_data_config
 
     run_dir = Path(args.run_dir) if args.run_dir else train_quick_run(
@@ -159,9 +160,10 @@ def bench_cifar(args) -> list[dict]:
     print(f"CIFAR-10 test images: {len(images)}")
     keras_runner = load_keras_runner(run_dir)
     entries = [("keras (eager)", keras_runner, run_dir / "model.keras"), ("keras (tf.function)", CompiledKerasRunner(keras_runner), run_dir / "model.keras")]
-    for fmt, quantize in (("savedmodel", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8")):
+    formats = (("savedmodel", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none"))
+    for fmt, quantize in formats:
         start = time.perf_counter()
-        name = "savedmodel" if fmt == "savedmodel" else f"tflite {'fp32' if quantize == 'none' else quantize}"
+        name = {"savedmodel": "savedmodel", "onnx": "onnx (onnxruntime)"}.get(fmt, f"tflite {'fp32' if quantize == 'none' else quantize}")
         try:
             result = export_model(run_dir, fmt, quantize, parity_samples=args.parity_samples, representative_samples=args.representative_samples)
             r, path, verdict = result.report, result.path, "gate passed"
@@ -172,7 +174,7 @@ def bench_cifar(args) -> list[dict]:
             f"export {fmt}/{quantize}: {time.perf_counter() - start:.1f} s, {verdict}: agreement {r.top1_agreement:.2%}, "
             f"max diff {r.max_abs_prob_diff:.2g}, acc keras {r.keras_accuracy:.2%} / export {r.artifact_accuracy:.2%} on {r.samples}"
         )
-        kind = SavedModelRunner if fmt == "savedmodel" else TFLiteRunner
+        kind = {"savedmodel": SavedModelRunner, "onnx": OnnxRunner}.get(fmt, TFLiteRunner)
         entries.append((name, kind(path, keras_runner.labels), path))
     rows = []
     batch64 = images[:64]
@@ -195,32 +197,37 @@ def bench_resnet50(args) -> list[dict]:
     import keras
 
     from keras_resnet import build_resnet
-    from keras_resnet.data.preprocess import make_spec
     from keras_resnet.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner
     from keras_resnet.export.serving import write_savedmodel
     from keras_resnet.export.tflite import convert_to_tflite
 
     keras.utils.set_random_seed(0)
-    model = build_resnet("resnet50", num_classes=1000)
-    spec = make_spec("caffe", (224, 224))
+    model = build_resnet("resnet50", num_classes=1000, include_preprocessing=True, preprocessing="caffe")
     labels = [f"class_{i}" for i in range(1000)]
     work = Path(args.work_dir) / "resnet50"
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 224, 224, 3), dtype=np.uint8)
     model.save(work / "model.keras")
-    keras_runner = KerasRunner(model, spec, labels, work / "model.keras")
+    keras_runner = KerasRunner(model, labels, work / "model.keras")
     entries = [("keras (eager)", keras_runner, work / "model.keras"), ("keras (tf.function)", CompiledKerasRunner(keras_runner), work / "model.keras")]
-    write_savedmodel(model, spec, labels, work / "savedmodel")
+    write_savedmodel(model, (224, 224), labels, work / "savedmodel")
     entries.append(("savedmodel", SavedModelRunner(work / "savedmodel", labels), work / "savedmodel"))
     for quantize in ("none", "float16", "dynamic", "int8"):
         start = time.perf_counter()
         calibration = list(images[: args.r50_calibration]) if quantize == "int8" else None
-        data = convert_to_tflite(model, spec, labels, quantize, (lambda: iter(calibration)) if calibration else None)
+        data = convert_to_tflite(model, (224, 224), labels, quantize, (lambda: iter(calibration)) if calibration else None)
         path = work / f"model_{quantize}.tflite"
         path.write_bytes(data)
         print(f"convert resnet50 tflite/{quantize}: {time.perf_counter() - start:.1f} s")
         entries.append((f"tflite {'fp32' if quantize == 'none' else quantize}", TFLiteRunner(path, labels), path))
+    from keras_resnet.export.onnx import write_onnx
+    from keras_resnet.export.runners import OnnxRunner
+
+    start = time.perf_counter()
+    write_onnx(model, work / "model.onnx", (224, 224), labels)
+    print(f"convert resnet50 onnx: {time.perf_counter() - start:.1f} s")
+    entries.append(("onnx (onnxruntime)", OnnxRunner(work / "model.onnx", labels), work / "model.onnx"))
     rows = []
     for name, runner, path in entries:
         rows.append(

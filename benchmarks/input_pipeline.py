@@ -45,7 +45,9 @@ def model_images_per_second(batch, num_classes: int, steps: int, model_name: str
 
     from keras_resnet.models import build_resnet
 
-    model = build_resnet(model_name, num_classes=num_classes, input_shape=tuple(batch[0].shape[1:]))
+    # the pipeline delivers raw pixels: the model normalises them, as every trained kresnet model does
+    model = build_resnet(model_name, num_classes=num_classes, input_shape=tuple(batch[0].shape[1:]),
+                         include_preprocessing=True, preprocessing="unit")
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
         loss=keras.losses.CategoricalCrossentropy(),

@@ -26,6 +26,7 @@ _PUBLIC = {
     "list_models": "keras_resnet.models",
     "replace_head": "keras_resnet.models",
     "freeze": "keras_resnet.train.finetune",
+    "grad_cam": "keras_resnet.models.gradcam",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -1,9 +1,15 @@
 """Run directories and atomic file writes, shared by training, evaluation and export.
 
-A run directory holds ``model.keras`` (the model, taking *normalised* float32
-images), ``config.yaml``, ``labels.txt`` (one class name per line, index order),
-``preprocessing.json`` (see `keras_resnet.data.preprocess`), ``history.csv``,
-``metrics.json`` and PNG plots.
+A run directory holds ``model.keras`` (the model, taking raw RGB pixels and
+normalising them in its first layer), ``config.yaml``, ``labels.txt`` (one class name
+per line, index order), ``preprocessing.json`` (the run's record of that
+normalisation, see `keras_resnet.preprocessing`), ``dataset.json``,
+``history.csv``, ``metrics.json`` and PNG plots. A final ``model.keras`` also carries
+its labels and preprocessing spec inside (``kresnet.json`` in the zip), so a copy
+taken out of its run directory still predicts and exports on its own.
+
+`Run` loads all of it once; evaluation, export, prediction and fine-tuning from a
+run take a `Run`.
 
 Every write here goes to a temporary file in the same directory and is renamed over
 the target, so an interrupted or failed write never destroys the previous file.
@@ -15,6 +21,8 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RUNS_ROOT = Path("saved_models")
@@ -25,6 +33,8 @@ LABELS_FILE = "labels.txt"
 PREPROCESSING_FILE = "preprocessing.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+DATASET_FILE = "dataset.json"
+MODEL_METADATA = "kresnet.json"  # inside a .keras zip: labels and preprocessing spec
 
 
 @contextlib.contextmanager
@@ -87,12 +97,14 @@ def atomic_write_json(path: str | os.PathLike, data) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_save_model(model, path: str | os.PathLike) -> Path:
+def atomic_save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """``model.save(path)`` through a temporary file, so a failed save keeps the old file.
 
     Args:
         model: A ``keras.Model``.
         path: Destination ending in ``.keras``.
+        metadata: Optional ``{"labels": [...], "preprocessing": spec}`` stored inside
+            the file (`write_model_metadata`).
 
     Returns:
         ``path`` as a ``Path``.
@@ -100,7 +112,34 @@ def atomic_save_model(model, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         model.save(tmp)
+        if metadata is not None:
+            write_model_metadata(tmp, metadata)
     return path
+
+
+def write_model_metadata(path: str | os.PathLike, metadata: dict) -> None:
+    """Store ``metadata`` (labels, preprocessing spec) as ``kresnet.json`` inside a ``.keras`` zip.
+
+    Keras ignores entries it does not know, so the file loads as before.
+    """
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(MODEL_METADATA, json.dumps(metadata, indent=2))
+
+
+def read_model_metadata(path: str | os.PathLike) -> dict:
+    """The ``kresnet.json`` stored in a ``.keras`` file, or ``{}`` when it has none.
+
+    Raises:
+        ValueError: if ``path`` is not a readable ``.keras`` (zip) file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if MODEL_METADATA not in archive.namelist():
+                return {}
+            data = json.loads(archive.read(MODEL_METADATA).decode("utf-8"))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid .keras file (truncated or corrupt?): {exc}") from None
+    return data if isinstance(data, dict) else {}
 
 
 def write_labels(run_dir: str | os.PathLike, class_names) -> Path:
@@ -157,3 +196,137 @@ def resolve_run_dir(path: str | os.PathLike | None, root: str | os.PathLike = DE
     if not path.exists():
         raise FileNotFoundError(f"No such run directory or model file: {path}")
     return path if path.is_dir() else path.parent
+
+
+@dataclass
+class Run:
+    """A trained model with everything recorded beside it, loaded once.
+
+    Attributes:
+        model: The Keras model, taking raw RGB pixels (uint8 or 0..255 floats) at
+            `image_size`; a model saved before models carried their preprocessing is
+            wrapped (``legacy`` True).
+        model_path: The ``.keras`` file.
+        run_dir: The folder holding it.
+        labels: Class names in index order (``labels.txt``, else the model's own
+            metadata, else the class indices as strings).
+        spec: The preprocessing spec (``preprocessing.json``, else the model's).
+        config_path: The run's ``config.yaml``, or None.
+        dataset_record: ``dataset.json`` (what the run trained on), or None.
+        legacy: True when the saved model had no preprocessing layer.
+    """
+
+    model: object
+    model_path: Path
+    run_dir: Path
+    labels: list[str]
+    spec: dict
+    config_path: Path | None = None
+    dataset_record: dict | None = None
+    legacy: bool = False
+    _config: object = field(default=None, repr=False)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The model's (height, width)."""
+        return int(self.spec["image_size"][0]), int(self.spec["image_size"][1])
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the model."""
+        return int(self.model.outputs[0].shape[-1])
+
+    def config(self):
+        """The run's `TrainConfig` (from ``config.yaml``).
+
+        Raises:
+            FileNotFoundError: the run has no ``config.yaml``.
+        """
+        if self._config is None:
+            if self.config_path is None:
+                raise FileNotFoundError(
+                    f"No {CONFIG_FILE} beside {self.model_path} to find the run's data: name it explicitly "
+                    "(evaluate: --dataset/--data-dir; export: --images / --calibration-images)."
+                )
+            from keras_resnet.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def data_config(self):
+        """The run's `DataConfig` (``config.yaml``'s ``data`` section); see `config`."""
+        return self.config().data
+
+
+def load_run(path: str | os.PathLike | None = None, root: str | os.PathLike = DEFAULT_RUNS_ROOT) -> Run:
+    """Load a run directory, a ``.keras`` file (in a run or on its own), or the latest run.
+
+    Args:
+        path: A run directory, a ``.keras`` file, or None for the latest run under ``root``.
+        root: Where the latest run is looked for.
+
+    Returns:
+        A `Run`.
+
+    Raises:
+        FileNotFoundError: no such run/model; a model without a preprocessing layer
+            and no ``preprocessing.json`` beside it.
+        ValueError: not a ``.keras`` file, a corrupt one, or labels that do not
+            match the model's outputs.
+
+    Example:
+        >>> run = load_run("saved_models/resnet20-cifar10-20260101-120000")
+        >>> run.model.predict(uint8_images)   # raw pixels in
+    """
+    from keras_resnet.preprocessing import load_preprocessing, validate_spec
+
+    if path is not None and Path(path).is_file():
+        model_path = Path(path)
+        if model_path.suffix != ".keras":
+            raise ValueError(f"Expected a run directory or a .keras model. Received: {model_path}")
+    else:
+        model_path = resolve_run_dir(path, root) / MODEL_FILE
+        if not model_path.is_file():
+            raise FileNotFoundError(f"No {MODEL_FILE} in {model_path.parent}. Name a run directory or a .keras file.")
+    folder = model_path.parent
+    metadata = read_model_metadata(model_path)
+    import keras
+
+    from keras_resnet.preprocessing import spec_of, with_preprocessing
+
+    try:
+        saved = keras.saving.load_model(model_path, compile=False)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{model_path} is not a valid .keras model (truncated or corrupt?): {exc}") from None
+    if (folder / PREPROCESSING_FILE).is_file():
+        spec = load_preprocessing(folder)
+    elif metadata.get("preprocessing"):
+        spec = validate_spec(metadata["preprocessing"])
+    else:
+        spec = spec_of(saved)
+        if spec is None:
+            raise FileNotFoundError(
+                f"{model_path} takes normalised input (saved before models carried their preprocessing) and has no "
+                f"{PREPROCESSING_FILE} beside it. Copy the run's {PREPROCESSING_FILE} next to the model."
+            )
+    model = with_preprocessing(saved, spec)
+    outputs = int(model.outputs[0].shape[-1])
+    if (folder / LABELS_FILE).is_file():
+        labels, where = read_labels(folder), str(folder / LABELS_FILE)
+    elif metadata.get("labels"):
+        labels, where = [str(v) for v in metadata["labels"]], f"{model_path} ({MODEL_METADATA})"
+    else:
+        labels, where = [str(i) for i in range(outputs)], None
+    if len(labels) != outputs:
+        raise ValueError(f"{where} lists {len(labels)} classes but {model_path} outputs {outputs}.")
+    dataset_file = folder / DATASET_FILE
+    return Run(
+        model=model,
+        model_path=model_path,
+        run_dir=folder,
+        labels=labels,
+        spec=spec,
+        config_path=folder / CONFIG_FILE if (folder / CONFIG_FILE).is_file() else None,
+        dataset_record=json.loads(dataset_file.read_text(encoding="utf-8")) if dataset_file.is_file() else None,
+        legacy=model is not saved,
+    )

@@ -189,7 +189,8 @@ def _make_hypermodel(base_config, space, datasets_for):
                     "Hyperparameter search runs single-phase training; set finetune.head_epochs: 0. "
                     f"Received: finetune.head_epochs={config.finetune.head_epochs}"
                 )
-            model = build_model(config.model, len(datasets.class_names), datasets.image_size)
+            model = build_model(config.model, len(datasets.class_names), datasets.image_size,
+                                preprocessing=datasets.preprocessing)
             compile_model(model, config, phases[0], steps)
             return model
 

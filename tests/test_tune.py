@@ -48,33 +48,115 @@ def test_space_is_checked_against_the_config_before_training():
     assert len(parse_search_space([], base)) == 3  # the default space
 
 
-def test_tiny_random_search_writes_results_and_a_loadable_best_config(tmp_path):
+SPACE = ["optimizer.learning_rate=0.01:0.5:log", "training.label_smoothing=0.0,0.1"]
+KEYS = ["optimizer.learning_rate", "training.label_smoothing"]
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Every ``model.fit`` call of the test, recorded as its history (a list that the test can clear)."""
+    import keras
+
+    calls = []
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        history = original(self, *args, **kwargs)
+        calls.append(history.history)
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return calls
+
+
+def test_tiny_random_search_writes_results_and_a_loadable_best_config(tmp_path, fits):
     config = tiny_config(tmp_path / "unused", epochs=1)
-    result = tune(
-        config,
-        ["optimizer.learning_rate=0.01:0.5:log", "training.label_smoothing=0.0,0.1"],
-        max_trials=2,
-        directory=tmp_path / "search",
-        datasets=make_datasets(),
-        log=lambda *_: None,
-    )
-    assert len(result.trials) == 2
-    assert 0.0 <= result.best_score <= 1.0
-    assert 0.01 <= result.best_values["optimizer.learning_rate"] <= 0.5
-    assert result.best_values["training.label_smoothing"] in (0.0, 0.1)
+    quiet = lambda *_: None  # noqa: E731
+    result = tune(config, SPACE, max_trials=2, directory=tmp_path / "search", datasets=make_datasets(), log=quiet)
+    assert len(result.trials) == 2 == len(fits)  # one training per trial
+    # each trial is scored by its own validation accuracy (the best epoch's)
+    assert [t["score"] for t in result.trials] == pytest.approx([max(h["val_accuracy"]) for h in fits])
+    assert len({t["optimizer.learning_rate"] for t in result.trials}) == 2  # values are sampled per trial
+    # the best is the maximum over the trials, with that trial's values
+    best = max(result.trials, key=lambda t: t["score"])
+    assert result.best_score == max(t["score"] for t in result.trials) == best["score"]
+    assert result.best_values == {key: best[key] for key in KEYS}
     rows = list(csv.DictReader((tmp_path / "search" / "tune_results.csv").open()))
     assert [row["trial"] for row in rows] == [t["trial"] for t in result.trials]
-    best = load_config(tmp_path / "search" / "best_config.yaml")
-    assert best.optimizer.learning_rate == pytest.approx(result.best_values["optimizer.learning_rate"])
-    assert best.run_dir is None
+    assert [float(row["score"]) for row in rows] == pytest.approx([t["score"] for t in result.trials])
+    saved = load_config(tmp_path / "search" / "best_config.yaml")
+    assert saved.optimizer.learning_rate == pytest.approx(best["optimizer.learning_rate"])
+    assert saved.training.label_smoothing == best["training.label_smoothing"]
+    assert saved.run_dir is None and saved.model.width_multiplier == 0.25  # the base config, best values applied
 
-    # The same directory again resumes: the finished trials are reloaded, none rerun.
-    again = tune(config, ["optimizer.learning_rate=0.01:0.5:log", "training.label_smoothing=0.0,0.1"],
-                 max_trials=2, directory=tmp_path / "search", datasets=make_datasets(), log=lambda *_: None)
-    assert again.trials == result.trials
+    # The same directory again resumes: the finished trials are reloaded and nothing is trained.
+    fits.clear()
+    again = tune(config, SPACE, max_trials=2, directory=tmp_path / "search", datasets=make_datasets(), log=quiet)
+    assert fits == [] and again.trials == result.trials and again.best_values == result.best_values
+    # A larger budget in the same directory trains only the new trial.
+    more = tune(config, SPACE, max_trials=3, directory=tmp_path / "search", datasets=make_datasets(), log=quiet)
+    assert len(fits) == 1 and len(more.trials) == 3 and more.trials[:2] == result.trials
+
+
+class _StubTrial:
+    def __init__(self, trial_id, score, values):
+        import types
+
+        self.trial_id, self.score, self.hyperparameters = trial_id, score, types.SimpleNamespace(values=values)
+
+
+def test_best_trial_is_the_highest_score_whatever_its_position(tmp_path, monkeypatch):
+    """The selection itself, on a stub tuner whose trials have known scores (one failed, score None)."""
+    import types
+
+    import keras_resnet.tune as tune_module
+
+    scores = {"00": 0.40, "01": 0.90, "02": None, "03": 0.55}
+    trials = {tid: _StubTrial(tid, score, {"optimizer.learning_rate": 0.1 * (i + 1), "training.label_smoothing": 0.0})
+              for i, (tid, score) in enumerate(scores.items())}
+    stub = types.SimpleNamespace(oracle=types.SimpleNamespace(trials=trials), search=lambda **kwargs: None)
+    monkeypatch.setattr(tune_module, "make_tuner", lambda *args, **kwargs: stub)
+    result = tune(tiny_config(tmp_path / "unused", epochs=1), SPACE, max_trials=4, directory=tmp_path / "search",
+                  datasets=make_datasets(), log=lambda *_: None)
+    assert [t["trial"] for t in result.trials] == ["00", "01", "03"]  # the failed trial is left out
+    assert result.best_score == 0.90 and result.best_values["optimizer.learning_rate"] == pytest.approx(0.2)
+    assert load_config(tmp_path / "search" / "best_config.yaml").optimizer.learning_rate == pytest.approx(0.2)
 
 
 def test_cli_rejects_a_bad_space_before_training():
     result = CliRunner().invoke(main, ["tune", "--space", "optimizer.momentum=0.5:1.5"])
     assert result.exit_code != 0
     assert "optimizer.momentum" in result.output
+
+
+@pytest.mark.slow
+def test_cli_bayesian_search_end_to_end(tmp_path):
+    """`kresnet tune --algorithm bayesian` on an image folder: trials past the random start come from the
+    Gaussian process; the results table and best_config.yaml come out, and `kresnet train --config` takes it."""
+    import json
+
+    from synthetic import write_image_folder
+
+    root = write_image_folder(tmp_path / "images")
+    search = tmp_path / "search"
+    args = ["tune", "--data-dir", str(root), "--model", "resnet20", "--epochs", "1", "--batch-size", "4",
+            "--set", "model.width_multiplier=0.25", "--set", "training.progress=none",
+            "--set", "training.tensorboard=false", "--set", "data.validation_fraction=0.25",
+            "--set", "schedule.warmup_epochs=0", "--set", "training.steps_per_epoch=2",
+            "--space", "optimizer.learning_rate=0.01:0.5:log", "--algorithm", "bayesian", "--max-trials", "4",
+            "--dir", str(search)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "(bayesian, up to 4 trials, objective val_accuracy)" in result.output
+    rows = list(csv.DictReader((search / "tune_results.csv").open()))
+    assert len(rows) == 4 and all(0.01 <= float(r["optimizer.learning_rate"]) <= 0.5 for r in rows)
+    best = max(rows, key=lambda r: float(r["score"]))
+    assert f"Best val_accuracy {float(best['score']):.4f} (trial {best['trial']})" in result.output
+    # KerasTuner's BayesianOptimizationOracle state (a random search has no GP alpha/beta); with one
+    # dimension it samples max(3 * 1, 3) random points first, so trial 4 is the process' proposal
+    oracle = json.loads((search / "oracle.json").read_text())
+    assert {"alpha", "beta", "num_initial_points"} <= set(oracle) and oracle["num_initial_points"] in (None, 3)
+    printed = CliRunner().invoke(main, ["train", "--config", str(search / "best_config.yaml"), "--print-config"])
+    assert printed.exit_code == 0, printed.output
+    assert load_config(search / "best_config.yaml").optimizer.learning_rate == pytest.approx(float(best["optimizer.learning_rate"]))
+    assert "width_multiplier: 0.25" in printed.output and "steps_per_epoch: 2" in printed.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from keras_resnet.compat import import_tensorflow_quietly
+
 
 @click.group("data")
 def data_command() -> None:
@@ -32,6 +34,7 @@ def check_command(directory: str, image_size: int | None, large_factor: float) -
       kresnet data check ../shared/datasets/cifar10
       kresnet data check my_photos --image-size 224
     """
+    import_tensorflow_quietly()
     from keras_resnet.data.check import check_folder
 
     report = check_folder(directory, image_size=image_size, large_factor=large_factor)

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import click
 
+from keras_resnet.compat import import_tensorflow_quietly
+from keras_resnet.config import EvalSplit, choices
+
 
 @click.command("evaluate")
 @click.argument("run", required=False, metavar="[RUN_DIR|MODEL]")
 @click.option("--dataset", help="Evaluate on this dataset instead of the run's (same classes).")
 @click.option("--data-dir", help="Where that dataset lies (image folder or local copy).")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(choices(EvalSplit)), default="test", show_default=True)
 @click.option("--batch-size", type=int, help="Evaluation batch size (default: the run's).")
-@click.option("--no-write", is_flag=True, help="Only print; do not write metrics.json / confusion_matrix.png.")
-def evaluate_command(run, dataset, data_dir, split, batch_size, no_write) -> None:
+@click.option("--top-losses", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Highest-loss images in top_losses.png / top_losses.csv (0: none).")
+@click.option("--no-write", is_flag=True, help="Only print; do not write metrics.json or the plots.")
+def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, no_write) -> None:
     """Evaluate a trained model: loss, top-1, top-5, per-class precision/recall/F1, confusion matrix.
 
-    RUN is a run directory or a .keras file inside one (default: the most recent run
-    under saved_models/). The split is built with the run's data config, so it is
-    preprocessed exactly as in training. Writes metrics.json and confusion_matrix.png
-    into the run directory.
+    RUN is a run directory or a .keras file (default: the most recent run under
+    saved_models/). The model normalises its input itself, so only the evaluated
+    split is read (with the run's data config, or --dataset/--data-dir, which a
+    .keras file without its run needs). Writes metrics.json (with expected
+    calibration error and NLL), confusion_matrix.png, calibration.png (reliability
+    diagram) and top_losses.png / top_losses.csv (the highest-loss images, with their
+    paths) beside the model.
 
     \b
     Examples:
@@ -27,11 +35,12 @@ def evaluate_command(run, dataset, data_dir, split, batch_size, no_write) -> Non
       kresnet evaluate saved_models/run/best.keras --split val
       kresnet evaluate saved_models/run --data-dir ../shared/datasets/cifar10
     """
+    import_tensorflow_quietly()
     try:
         from keras_resnet.train.evaluate import evaluate_run, format_report
 
         metrics = evaluate_run(run, dataset=dataset, data_dir=data_dir, split=split, batch_size=batch_size,
-                               write=not no_write)
+                               write=not no_write, top_losses=top_losses)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_report(metrics, title=f"{metrics['model']} on the {split} split of {metrics['dataset']}"))

@@ -1,11 +1,14 @@
-"""``kresnet export``: write a run's model as .keras, SavedModel or TFLite, behind the parity gate."""
+"""``kresnet export``: write a run's model as .keras, SavedModel, TFLite or ONNX, behind the parity gate."""
 
 from __future__ import annotations
 
 import click
 
-FORMATS = ("keras", "savedmodel", "tflite")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+from keras_resnet.compat import import_tensorflow_quietly
+from keras_resnet.config import ExportFormat, Quantization, choices
+
+FORMATS = choices(ExportFormat)
+QUANTIZATIONS = choices(Quantization)
 
 
 def _percent(value) -> str:
@@ -36,8 +39,10 @@ def export_command(model, fmt, quantize, output, parity_samples, representative_
     """Export MODEL (a run directory or .keras file; default: the latest run) and gate it.
 
     The artifact takes raw RGB uint8 pixels (SavedModel: any size, plus a
-    'serve_bytes' signature for JPEG/PNG bytes; TFLite: the model's size) and
-    applies the training preprocessing itself; labels.txt goes alongside. It is
+    'serve_bytes' signature for JPEG/PNG bytes; TFLite and ONNX: the model's
+    size) and applies the training preprocessing itself; labels.txt goes
+    alongside. ONNX (opset 17, run on onnxruntime by the gate) needs
+    `pip install "kresnet[onnx]"`. It is
     built under a temporary name, compared with the Keras model on held-out
     images (parity.json), and only then moved into place. Thresholds: float32
     >= 99.5% top-1 agreement and max |prob diff| <= 1e-4; float16/dynamic >= 99%
@@ -50,7 +55,9 @@ def export_command(model, fmt, quantize, output, parity_samples, representative_
       kresnet export saved_models/run1 --format savedmodel
       kresnet export saved_models/run1 --format tflite --quantize int8 --representative-samples 500
       kresnet export run1/model.keras --format tflite --images held_out/ -o model.tflite
+      kresnet export saved_models/run1 --format onnx
     """
+    import_tensorflow_quietly()
     from keras_resnet.export import ExportParityError, export_model
 
     try:

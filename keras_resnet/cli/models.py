@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from keras_resnet.models.specs import SPECS
+from keras_resnet.compat import import_tensorflow_quietly
 
 
 def format_model_table() -> str:
@@ -13,6 +13,8 @@ def format_model_table() -> str:
     Returns:
         One header line and one line per variant.
     """
+    from keras_resnet.models.specs import SPECS
+
     header = ("name", "depth", "block", "params", "trainable", "input")
     rows = [
         (
@@ -48,4 +50,5 @@ def models_command() -> None:
     Examples:
       kresnet models
     """
+    import_tensorflow_quietly()  # the models package imports Keras
     click.echo(format_model_table())

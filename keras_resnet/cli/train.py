@@ -6,6 +6,9 @@ import sys
 
 import click
 
+from keras_resnet.compat import import_tensorflow_quietly
+from keras_resnet.config import Precision, StrategyName, choices
+
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
@@ -47,7 +50,8 @@ def resolve_train_config(config_file, set_values, **flags):
     """
     from pathlib import Path
 
-    from keras_resnet.train.config import default_recipe, find_recipe, load_config
+    from keras_resnet.config import default_recipe, find_recipe
+    from keras_resnet.train.config import load_config  # the config layer's, plus the model-table check
 
     if config_file is not None:
         recipe = find_recipe(config_file)
@@ -80,8 +84,8 @@ def config_source_options(command):
 @click.option("--batch-size", type=int, help="Global batch size (split across replicas).")
 @click.option("--learning-rate", type=float, help="Peak learning rate per optimizer.reference_batch_size images.")
 @click.option("--seed", type=int, help="Random seed.")
-@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi_worker", "tpu"]))
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]))
+@click.option("--strategy", type=click.Choice(choices(StrategyName)), help="Distribution strategy (training.strategy).")
+@click.option("--precision", type=click.Choice(choices(Precision)), help="Compute precision (training.precision).")
 @click.option("--run-dir", help="Run directory (default saved_models/<model>-<dataset>-<time>). Same dir again = resume.")
 @click.option("--set", "set_values", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, value as YAML (repeatable): --set optimizer.nesterov=false")
@@ -107,11 +111,12 @@ def train_command(config_file, set_values, print_config, **flags) -> None:
       kresnet train --config saved_models/r56/config.yaml --set training.seed=1
       kresnet train --dataset cifar10 --set optimizer.name=adamw --set optimizer.learning_rate=0.004
     """
+    import_tensorflow_quietly()  # checking model.name reads the model table, which imports Keras
     try:
         config, recipe = resolve_train_config(config_file, set_values, **flags)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from None
-    from keras_resnet.train.config import config_to_yaml
+    from keras_resnet.config import config_to_yaml
 
     if print_config:
         click.echo(config_to_yaml(config), nl=False)

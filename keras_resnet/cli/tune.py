@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from keras_resnet.cli.train import config_source_options
+from keras_resnet.compat import import_tensorflow_quietly
+from keras_resnet.config import SearchAlgorithm, choices
 
 
 @click.command("tune")
@@ -16,7 +18,7 @@ from keras_resnet.cli.train import config_source_options
 @click.option("--space", "space", multiple=True, metavar="KEY=LOW:HIGH[:log]|KEY=A,B,...",
               help="A search dimension (repeatable). Default: learning rate, weight decay, label smoothing.")
 @click.option("--max-trials", type=int, default=10, show_default=True, help="Trials (random/bayesian).")
-@click.option("--algorithm", type=click.Choice(["random", "bayesian", "hyperband"]), default="random", show_default=True)
+@click.option("--algorithm", type=click.Choice(choices(SearchAlgorithm)), default="random", show_default=True)
 @click.option("--dir", "directory", help="Search directory (default saved_models/tune-<model>-<dataset>-<time>); "
                                          "the same directory again resumes the search.")
 def tune_command(config_file, set_values, space, max_trials, algorithm, directory, **flags) -> None:
@@ -35,6 +37,7 @@ def tune_command(config_file, set_values, space, max_trials, algorithm, director
     """
     from keras_resnet.cli.train import resolve_train_config
 
+    import_tensorflow_quietly()
     try:
         config, _ = resolve_train_config(config_file, set_values, **flags)
         from keras_resnet.tune import parse_search_space

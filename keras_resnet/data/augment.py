@@ -35,7 +35,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_resnet.data.options import AugmentConfig
+from keras_resnet import compat
+from keras_resnet.config import AugmentConfig
 
 # Larger cached side for random resized crops: 256 for a 224 input (the usual ratio).
 RESIZED_CROP_MARGIN = 256 / 224
@@ -202,33 +203,21 @@ def cutmix(images, labels, weights, alpha, seed):
     return images, labels, weights
 
 
-class BatchSeedGenerator(keras.random.SeedGenerator):
-    """A ``keras.random.SeedGenerator`` that derives its seeds from one seed tensor, statelessly.
-
-    Keras preprocessing layers normally draw from their own generator, whose state
-    variable advances on every call: their output then depends on how many batches
-    this process augmented before (so a resumed run differs) and, under a parallel
-    ``map``, on which call ran first. Passed as ``seed`` to a layer's
-    ``get_random_transformation``, this generator makes the layer's randomness a pure
-    function of ``seed``: the i-th draw is ``stateless_fold_in(seed, i)``.
-
-    Args:
-        seed: int ``[2]`` seed tensor (e.g. the per-batch seed).
-
-    Example:
-        >>> flip = keras.layers.RandomFlip("horizontal")
-        >>> t = flip.get_random_transformation(images, training=True, seed=BatchSeedGenerator(batch_seed))
-        >>> images = flip.transform_images(images, t, training=True)
-    """
-
-    def __init__(self, seed):  # no super().__init__(): no state variable is wanted
-        self._seed = tf.cast(seed, tf.int64)
-        self._draws = 0
-
-    def next(self, ordered=True):
-        """The next seed, ``stateless_fold_in(seed, draw number)``; ``ordered`` is ignored."""
-        self._draws += 1
-        return tf.random.experimental.stateless_fold_in(self._seed, tf.constant(self._draws, tf.int64))
+#: A ``keras.random.SeedGenerator`` deriving its seeds from one seed tensor, statelessly.
+#:
+#: Keras preprocessing layers normally draw from their own generator, whose state
+#: variable advances on every call: their output then depends on how many batches
+#: this process augmented before (so a resumed run differs) and, under a parallel
+#: ``map``, on which call ran first. Passed as ``seed`` to a layer's
+#: ``get_random_transformation``, this generator makes the layer's randomness a pure
+#: function of ``seed``: the i-th draw is ``stateless_fold_in(seed, i)``. It relies on
+#: Keras internals, so it is built in `keras_resnet.compat`.
+#:
+#: Example:
+#:     >>> flip = keras.layers.RandomFlip("horizontal")
+#:     >>> t = flip.get_random_transformation(images, training=True, seed=BatchSeedGenerator(batch_seed))
+#:     >>> images = flip.transform_images(images, t, training=True)
+BatchSeedGenerator = compat.stateless_seed_generator_class()
 
 
 # Fold-in offset of the Keras layers' seeds (layer j gets fold_in(batch_seed, LAYER_SEED_OFFSET + j)).

@@ -25,8 +25,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "validation": "val"}
+from keras_resnet.data.folders import (  # noqa: F401  (re-exported: older import paths)
+    IMAGE_EXTENSIONS,
+    SPLIT_NAMES,
+    find_split_dirs,
+    format_histogram,
+    is_image_name,
+    list_class_files,
+)
 
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
@@ -36,11 +42,6 @@ _MAGIC = (
     (b"BM", "bmp"),
 )
 _TAIL_BYTES = 64
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name has an image extension (case-insensitive), hidden files excluded."""
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -162,83 +163,6 @@ class CheckReport:
         lines.extend(issue.format() for issue in self.issues)
         lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         return "\n".join(lines)
-
-
-def format_histogram(counts: dict, indent: str = "  ", width: int = 30) -> str:
-    """Class histogram as text bars.
-
-    Args:
-        counts: class name -> count.
-        indent: Prefix of every line.
-        width: Length of the longest bar.
-
-    Returns:
-        One line per class: name, count, bar.
-    """
-    if not counts:
-        return f"{indent}(no images)"
-    top = max(counts.values()) or 1
-    name_w = max(len(str(n)) for n in counts)
-    count_w = max(len(str(c)) for c in counts.values())
-    return "\n".join(
-        f"{indent}{str(name).ljust(name_w)}  {str(c).rjust(count_w)}  {'#' * max(1 if c else 0, round(width * c / top))}"
-        for name, c in counts.items()
-    )
-
-
-def find_split_dirs(root: str | os.PathLike) -> dict:
-    """The split folders of an image folder.
-
-    ``ROOT/train``, ``ROOT/test``, ``ROOT/val`` or ``ROOT/validation``; a root that
-    holds class folders directly is one "train" split.
-
-    Args:
-        root: The dataset folder.
-
-    Returns:
-        ``{"train": Path, "test": Path, "val": Path}`` for the splits present.
-
-    Raises:
-        FileNotFoundError: if ``root`` is not a directory.
-        ValueError: if both val and validation exist, or no split/class folder is found.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Image folder not found: {root}. Expected ROOT/<split>/<class>/<image>.")
-    found = {}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.is_dir() and entry.name in SPLIT_NAMES:
-            split = SPLIT_NAMES[entry.name]
-            if split in found:
-                raise ValueError(f"{root} has both val/ and validation/ folders; keep one. Received: {sorted(os.listdir(root))}")
-            found[split] = Path(entry.path)
-    if found:
-        if "train" not in found and "test" not in found and "val" not in found:  # pragma: no cover - defensive
-            raise ValueError(f"No split folder in {root}.")
-        return found
-    if any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(root)):
-        return {"train": root}
-    raise ValueError(
-        f"{root} holds no split folders (train/, test/, val/ or validation/) and no class folders. "
-        "Expected ROOT/<split>/<class>/<image> or ROOT/<class>/<image>."
-    )
-
-
-def list_class_files(split_dir: str | os.PathLike) -> dict:
-    """Image files per class folder of one split, sorted by class name then file name.
-
-    Args:
-        split_dir: A split folder holding one folder per class.
-
-    Returns:
-        class name -> list of file paths (str); classes with no images map to [].
-    """
-    classes = {}
-    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.is_dir() and not entry.name.startswith("."):
-            files = sorted(f.path for f in os.scandir(entry.path) if f.is_file() and is_image_name(f.name))
-            classes[entry.name] = files
-    return classes
 
 
 def check_folder(root: str | os.PathLike, image_size: int | None = None, large_factor: float = 4.0) -> CheckReport:

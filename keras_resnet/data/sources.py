@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resnet.data.check import find_split_dirs, list_class_files, quick_check
+from keras_resnet.data.check import quick_check
+from keras_resnet.data.folders import find_split_dirs, list_class_files
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,6 @@ class Source:
         splits: "train", "val", "test" -> `SplitData` (absent splits missing).
         native_size: ``(h, w)`` when the source has one fixed image size, else None.
         bad_files: ``(path, reason)`` of files dropped while listing.
-        attempts: Human-readable list of what resolution tried.
         builder: The TFDS builder (TFDS sources).
         image_key, label_key: TFDS feature names.
     """
@@ -103,7 +103,6 @@ class Source:
     splits: dict
     native_size: tuple | None = None
     bad_files: list = field(default_factory=list)
-    attempts: list = field(default_factory=list)
     builder: object = None
     image_key: str = "image"
     label_key: str = "label"
@@ -189,7 +188,7 @@ def resolve_source(
                 f"data_dir {data_dir!r} is not a directory. Expected an image folder ROOT/<split>/<class>/<image>."
             )
         if dataset and _tfds_prepared(dataset, str(path)):
-            return _tfds_source(dataset, str(path), [f"prepared TFDS data in {path}"])
+            return _tfds_source(dataset, str(path))
         return folder_source(path, name=dataset or path.name, on_bad_image=on_bad_image)
     if not dataset:
         raise ValueError("No data source: give a dataset name or data_dir. Received: dataset=None, data_dir=None")
@@ -208,7 +207,7 @@ def resolve_source(
         raise DatasetUnavailableError(_unavailable_message(dataset, attempts)) from None
     where = builder.data_dir
     if builder.is_prepared():
-        return _tfds_source(dataset, tfds_data_dir, [*attempts, f"prepared TFDS data in {where}"], builder=builder)
+        return _tfds_source(dataset, tfds_data_dir, builder=builder)
     attempts.append(f"prepared TFDS data in {where} (not prepared)")
     if not download:
         attempts.append("TFDS download (disabled: download=False)")
@@ -224,7 +223,7 @@ def resolve_source(
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         attempts.append(f"TFDS download ({type(exc).__name__}: {first})")
         raise DatasetUnavailableError(_unavailable_message(dataset, attempts)) from None
-    return _tfds_source(dataset, tfds_data_dir, [*attempts, "TFDS download"], builder=builder)
+    return _tfds_source(dataset, tfds_data_dir, builder=builder)
 
 
 NETWORK_PROBE = ("storage.googleapis.com", 443)
@@ -337,7 +336,7 @@ def _first_image_size(paths: list) -> tuple | None:
         return None
 
 
-def _tfds_source(dataset: str, data_dir: str | None, attempts: list, builder=None) -> Source:
+def _tfds_source(dataset: str, data_dir: str | None, builder=None) -> Source:
     import tensorflow_datasets as tfds
 
     builder = builder or tfds.builder(dataset, data_dir=data_dir)
@@ -353,7 +352,7 @@ def _tfds_source(dataset: str, data_dir: str | None, attempts: list, builder=Non
     if "train" not in available:
         raise ValueError(f"TFDS dataset {dataset!r} has no 'train' split. Received splits: {available}")
     source = Source(
-        "tfds", dataset, str(builder.data_dir), class_names, {}, attempts=attempts, builder=builder,
+        "tfds", dataset, str(builder.data_dir), class_names, {}, builder=builder,
         image_key=image_key, label_key=label_key,
     )
     shape = features[image_key].shape

@@ -1,4 +1,4 @@
-"""Export a trained run to .keras, SavedModel or TFLite, gated by a parity check.
+"""Export a trained run to .keras, SavedModel, TFLite or ONNX, gated by a parity check.
 
 Every export is built under a temporary name in the destination folder, run
 against the Keras model on held-out images (`keras_resnet.export.parity`), and only
@@ -11,6 +11,7 @@ Layout (default output under ``<run>/export/``)::
     keras/model.keras + preprocessing.json + labels.txt + parity.json
     savedmodel/        (SavedModel dir; labels.txt, preprocessing.json, parity.json inside)
     tflite_<float32|float16|dynamic|int8>/model.tflite + labels.txt + parity.json
+    onnx/model.onnx + labels.txt + parity.json (with ``onnx_opset``)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from keras_resnet import runs
 from keras_resnet.export.parity import ExportParityError, ParityReport, compare
 from keras_resnet.export.tflite import QUANTIZATIONS, check_quantize
 
-FORMATS = ("keras", "savedmodel", "tflite")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 PARITY_FILE = "parity.json"
 EXPORT_DIR = "export"
 
@@ -61,6 +62,10 @@ def check_format(fmt: str, quantize: str = "none") -> None:
     check_quantize(quantize)
     if fmt != "tflite" and quantize != "none":
         raise ValueError(f"Quantisation applies to --format tflite only. Received: format={fmt!r}, quantize={quantize!r}")
+    if fmt == "onnx":
+        from keras_resnet.export.onnx import require
+
+        require()  # onnx, tf2onnx, onnxruntime, or an error naming `pip install "kresnet[onnx]"`
 
 
 def default_output(run_dir: str | os.PathLike, fmt: str, quantize: str = "none") -> Path:
@@ -70,11 +75,13 @@ def default_output(run_dir: str | os.PathLike, fmt: str, quantize: str = "none")
         return root / "keras" / runs.MODEL_FILE
     if fmt == "savedmodel":
         return root / "savedmodel"
+    if fmt == "onnx":
+        return root / "onnx" / "model.onnx"
     return root / f"tflite_{'float32' if quantize == 'none' else quantize}" / "model.tflite"
 
 
 def _check_output(output: Path, fmt: str) -> None:
-    wanted = {"keras": ".keras", "tflite": ".tflite"}.get(fmt)
+    wanted = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}.get(fmt)
     if wanted and output.suffix != wanted:
         raise ValueError(f"A {fmt} export must be written to a '{wanted}' file. Received: output={str(output)!r}")
     if fmt == "savedmodel" and output.exists() and not output.is_dir():
@@ -124,22 +131,32 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def _save_keras(model, path: Path) -> None:
+    """The ``.keras`` artifact: the run's model as it is (raw pixels in, preprocessing inside)."""
+    model.save(path)
+
+
 def _build(source, fmt: str, quantize: str, tmp: Path, top_k: int, calibration) -> None:
     """Write the artifact to ``tmp`` (a SavedModel also gets its labels/preprocessing inside)."""
     if fmt == "keras":
-        source.model.save(tmp)
+        _save_keras(source.model, tmp)
+        runs.write_model_metadata(tmp, {"labels": list(source.labels), "preprocessing": source.spec})
     elif fmt == "savedmodel":
         from keras_resnet.data.preprocess import save_preprocessing
         from keras_resnet.export.serving import write_savedmodel
 
-        write_savedmodel(source.model, source.spec, source.labels, tmp, top_k)
+        write_savedmodel(source.model, source.image_size, source.labels, tmp, top_k)
         runs.write_labels(tmp, source.labels)
         save_preprocessing(tmp, source.spec)
+    elif fmt == "onnx":
+        from keras_resnet.export.onnx import write_onnx
+
+        write_onnx(source.model, tmp, source.image_size, labels=source.labels, spec=source.spec)
     else:
         from keras_resnet.export.tflite import convert_to_tflite
 
         representative = None if calibration is None else (lambda: iter(calibration))
-        tmp.write_bytes(convert_to_tflite(source.model, source.spec, source.labels, quantize, representative))
+        tmp.write_bytes(convert_to_tflite(source.model, source.image_size, source.labels, quantize, representative))
 
 
 def _artifact_runner(source, fmt: str, tmp: Path):
@@ -149,17 +166,29 @@ def _artifact_runner(source, fmt: str, tmp: Path):
         import keras
 
         model = keras.saving.load_model(tmp, compile=False)
-        return runners.KerasRunner(model, source.spec, source.labels, tmp)
+        return runners.KerasRunner(model, source.labels, tmp)
     if fmt == "savedmodel":
         return runners.SavedModelRunner(tmp, source.labels)
+    if fmt == "onnx":
+        return runners.OnnxRunner(tmp, source.labels)
     return runners.TFLiteRunner(tmp, source.labels)
+
+
+def _report_json(report: ParityReport, fmt: str) -> dict:
+    """``parity.json``'s content: the report, plus the opset for an ONNX artifact."""
+    data = report.to_dict()
+    if fmt == "onnx":
+        from keras_resnet.export.onnx import OPSET
+
+        data["onnx_opset"] = OPSET
+    return data
 
 
 def gate(source, artifact_runner, images, labels, fmt: str, quantize: str, batch_size: int = 64) -> ParityReport:
     """Run the Keras model and the artifact on the same images and compare.
 
     Args:
-        source: `ExportSource` (the reference Keras model and preprocessing).
+        source: The `keras_resnet.runs.Run` (its model, taking raw pixels, is the reference).
         artifact_runner: A `Runner` for the exported artifact.
         images: uint8 images [H, W, 3] (resized on the host first if the artifact
             needs a fixed size, and the Keras model then sees the same pixels).
@@ -173,7 +202,7 @@ def gate(source, artifact_runner, images, labels, fmt: str, quantize: str, batch
     from keras_resnet.export.runners import KerasRunner
 
     inputs = [artifact_runner.fit_input(img) for img in images]
-    reference = KerasRunner(source.model, source.spec, source.labels, source.model_path)
+    reference = KerasRunner(source.model, source.labels, source.model_path)
     keras_probs = reference.predict_many(inputs, batch_size)
     artifact_probs = artifact_runner.predict_many(inputs, batch_size)
     return compare(keras_probs, artifact_probs, labels, fmt, quantize)
@@ -194,9 +223,9 @@ def export_model(
     """Export a run's model, check it against the Keras model, and put it in place.
 
     Args:
-        model: Run directory, ``.keras`` file (``labels.txt`` and
-            ``preprocessing.json`` beside it), or None for the latest run.
-        fmt: "keras", "savedmodel" or "tflite".
+        model: Run directory, ``.keras`` file (in a run or on its own; see
+            `keras_resnet.runs.load_run`), or None for the latest run.
+        fmt: "keras", "savedmodel", "tflite" or "onnx".
         quantize: For tflite: "none", "float16", "dynamic" or "int8".
         output: Artifact path (default: `default_output`). ``.keras``/``.tflite``
             files get ``labels.txt`` and ``parity.json`` in their folder; a
@@ -226,7 +255,7 @@ def export_model(
         raise ValueError(f"top_k must be >= 1. Received: top_k={top_k!r}")
     from keras_resnet.export import sources
 
-    source = sources.load_source(model, runs_root)
+    source = runs.load_run(model, runs_root)
     output = Path(output) if output is not None else default_output(source.run_dir, fmt, quantize)
     _check_output(output, fmt)
     held_out, labels, where = sources.heldout_images(source, parity_samples, images)
@@ -247,17 +276,17 @@ def export_model(
         if not report.passed:
             aside = _set_aside(tmp, output)
             report_file = aside / PARITY_FILE if aside.is_dir() else aside.with_name(aside.name + ".parity.json")
-            runs.atomic_write_json(report_file, report.to_dict())
+            runs.atomic_write_json(report_file, _report_json(report, fmt))
             raise ExportParityError(report, aside)
         if fmt == "savedmodel":
-            runs.atomic_write_json(tmp / PARITY_FILE, report.to_dict())
+            runs.atomic_write_json(tmp / PARITY_FILE, _report_json(report, fmt))
     if fmt != "savedmodel":
         runs.write_labels(report_dir, source.labels)
         if fmt == "keras":
             from keras_resnet.data.preprocess import save_preprocessing
 
             save_preprocessing(report_dir, source.spec)
-        runs.atomic_write_json(report_dir / PARITY_FILE, report.to_dict())
+        runs.atomic_write_json(report_dir / PARITY_FILE, _report_json(report, fmt))
     return ExportResult(output, fmt, quantize, report, report_dir / PARITY_FILE)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from keras_resnet.data.folders import is_image_name
 
 
 @dataclass
@@ -24,13 +24,11 @@ class LoadedImage:
         path: The file.
         pixels: uint8 array [H, W, 3], or None when reading failed.
         error: Why the file could not be read (None on success).
-        label: Class index from the folder name (parity folders), or None.
     """
 
     path: Path
     pixels: np.ndarray | None = None
     error: str | None = None
-    label: int | None = None
 
 
 def list_image_files(paths) -> list[Path]:
@@ -55,7 +53,7 @@ def list_image_files(paths) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
             )
         else:  # a file, or a missing path: reported when it is read
             files.append(path)

@@ -2,7 +2,8 @@
 
 `predict_files` reads each file on its own (a bad one becomes an error row naming
 its path and the rest go on), batches the readable images by size and runs them
-through a `keras_resnet.export.runners.Runner`.
+through a `keras_resnet.export.runners.Runner`. `explain_files` writes a Grad-CAM
+picture per classified image (Keras models only: `keras_resnet.models.gradcam`).
 """
 
 from __future__ import annotations
@@ -139,3 +140,75 @@ def predict_paths(model: str | os.PathLike, paths, k: int = 5, batch_size: int =
     from keras_resnet.export.runners import load_runner
 
     return predict_files(load_runner(model), paths, k, batch_size)
+
+
+def check_explainable(model: str | os.PathLike) -> None:
+    """Raise unless ``model`` is a Keras model (run directory or ``.keras``), the only kind Grad-CAM can use.
+
+    Raises:
+        ValueError: for a SavedModel, TFLite or ONNX model, saying why.
+    """
+    from keras_resnet.export.runners import model_kind
+
+    kind = model_kind(model)
+    if kind != "keras":
+        names = {"savedmodel": "An exported SavedModel", "tflite": "A TFLite model", "onnx": "An ONNX model"}
+        raise ValueError(
+            f"{names.get(kind, kind)} has no gradients to explain with: Grad-CAM needs the Keras model's layers "
+            f"and gradients. Use --explain with the run directory or .keras file it was exported from. "
+            f"Received: {model}"
+        )
+
+
+def explain_files(runner, predictions: list[Prediction], out_dir: str | os.PathLike, class_name: str | None = None) -> list[Path]:
+    """Write, per classified image, the image with a Grad-CAM heat map over it.
+
+    The map is of the predicted class, or of ``class_name`` for every image, on the
+    model's last convolutional stage; the image is fed exactly as for prediction
+    (resized to the model's size) and the map is stretched back over the image at
+    its own size. Files are ``OUT_DIR/<image name>.gradcam.png`` (``-2``, ``-3``
+    ... added when names repeat).
+
+    Args:
+        runner: A `keras_resnet.export.runners.KerasRunner`.
+        predictions: `predict_files`' results (error rows are skipped).
+        out_dir: Folder to write into (created).
+        class_name: A label of the model, or None for each image's predicted class.
+
+    Returns:
+        The written PNG paths, in the order of ``predictions``.
+
+    Raises:
+        ValueError: a runner without a Keras model, or an unknown ``class_name``.
+    """
+    from keras_resnet.data.preprocess import resize_for_eval
+    from keras_resnet.models.gradcam import grad_cam
+    from keras_resnet.train.plots import plot_gradcam
+
+    model = getattr(runner, "model", None)
+    if model is None:
+        raise ValueError(f"A {runner.kind} model has no gradients to explain with; Grad-CAM needs a Keras model.")
+    if class_name is not None and class_name not in runner.labels:
+        shown = ", ".join(runner.labels[:20]) + (" ..." if len(runner.labels) > 20 else "")
+        raise ValueError(f"Unknown class {class_name!r}. Expected one of the model's labels: {shown}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+    for p in predictions:
+        if not p.ok:
+            continue
+        pixels = load_images([p.path])[0].pixels
+        x = np.asarray(pixels, np.uint8)[None]
+        if runner.model_size is not None and tuple(x.shape[1:3]) != tuple(runner.model_size):
+            x = np.asarray(resize_for_eval(x, runner.model_size), np.float32)
+        index = runner.labels.index(class_name) if class_name is not None else p.top[0][1]
+        probability = float(np.asarray(model.predict_on_batch(x))[0, index])
+        heat = grad_cam(model, x, class_index=index)[0]
+        stem, n = f"{Path(p.path).name}.gradcam", 1
+        while stem + (f"-{n}" if n > 1 else "") in used:
+            n += 1
+        stem += f"-{n}" if n > 1 else ""
+        used.add(stem)
+        title = f"{Path(p.path).name}: {runner.labels[index]} ({probability:.3f})"
+        written.append(plot_gradcam(pixels, heat, out_dir / f"{stem}.png", title=title))
+    return written

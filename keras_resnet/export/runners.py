@@ -1,9 +1,9 @@
-"""Run a model of any kind on raw RGB uint8 images: Keras, SavedModel or TFLite.
+"""Run a model of any kind on raw RGB uint8 images: Keras, SavedModel, TFLite or ONNX.
 
 Every runner takes ``uint8 [N, H, W, 3]`` pixels and returns softmax probabilities
-``float32 [N, num_classes]``. The Keras runner applies
-`keras_resnet.data.preprocess.inference_preprocess` itself; exported SavedModels and
-TFLite models carry the same preprocessing inside, so all three see identical input.
+``float32 [N, num_classes]``. Keras models carry their normalisation as their first
+layer (`keras_resnet.preprocessing`) and exported SavedModels, TFLite and ONNX models
+carry it too, so every runner only resizes: all see identical input.
 
 TFLite models take images of one size (the model's); `Runner.fit_input` resizes
 other images on the host with ``resize_for_eval`` (rounded back to uint8).
@@ -96,20 +96,23 @@ class Runner:
 
 
 class KerasRunner(Runner):
-    """A Keras model (taking normalised images) plus its preprocessing spec."""
+    """A Keras model taking raw RGB pixels (it carries its preprocessing; see `keras_resnet.runs.load_run`)."""
 
     kind = "keras"
 
-    def __init__(self, model, spec: dict, labels: list[str], path: Path | str = "<memory>"):
+    def __init__(self, model, labels: list[str], path: Path | str = "<memory>"):
         super().__init__(Path(path), labels, None)
         self.model = model
-        self.spec = spec
+        shape = model.inputs[0].shape
+        self.model_size = (int(shape[1]), int(shape[2])) if shape[1] and shape[2] else None
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities: ``inference_preprocess`` then the model in inference mode."""
-        from keras_resnet.data.preprocess import inference_preprocess
+        """Probabilities: resize to the model's size (`resize_for_eval`), then the model in inference mode."""
+        from keras_resnet.data.preprocess import resize_for_eval
 
-        x = inference_preprocess(np.asarray(images, np.uint8), self.spec)
+        x = np.asarray(images, np.uint8)
+        if self.model_size is not None:
+            x = resize_for_eval(x, self.model_size)
         return np.asarray(self.model(x, training=False))
 
 
@@ -137,17 +140,6 @@ class SavedModelRunner(Runner):
 
         out = self.signature(**{INPUT_NAME: tf.constant(np.asarray(images, np.uint8))})
         return out[PROBABILITIES].numpy()
-
-    def predict_bytes(self, encoded: list[bytes]) -> dict:
-        """Outputs of the ``serve_bytes`` signature for encoded JPEG/PNG files.
-
-        Returns:
-            dict of numpy arrays: probabilities, top_k_indices, top_k_labels.
-        """
-        import tensorflow as tf
-
-        out = self.loaded.signatures[BYTES_SIGNATURE](**{BYTES_INPUT_NAME: tf.constant(encoded)})
-        return {k: v.numpy() for k, v in out.items()}
 
 
 class TFLiteRunner(Runner):
@@ -182,6 +174,53 @@ class TFLiteRunner(Runner):
         return np.array(out[PROBABILITIES], np.float32)
 
 
+class OnnxRunner(Runner):
+    """An ``.onnx`` model on onnxruntime (``pip install "kresnet[onnx]"``; see `keras_resnet.export.onnx`)."""
+
+    kind = "onnx"
+
+    def __init__(
+        self, path: Path | str, labels: list[str] | None = None, num_threads: int | None = None, providers=None
+    ):
+        from keras_resnet.export.onnx import METADATA_LABELS, RUNTIME_MODULES, require
+
+        ort = require(RUNTIME_MODULES, "Running an ONNX model")["onnxruntime"]
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such ONNX model: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or os.cpu_count() or 1
+        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if INPUT_NAME not in inputs or PROBABILITIES not in outputs:
+            raise ValueError(
+                f"ONNX model {path} does not take {INPUT_NAME!r} and return {PROBABILITIES!r} "
+                f"(inputs {sorted(inputs)}, outputs {outputs}). Export it with `kresnet export --format onnx`."
+            )
+        detail = inputs[INPUT_NAME]
+        if detail.type != "tensor(uint8)":
+            raise ValueError(f"ONNX model {path} takes {detail.type} input; expected uint8 RGB pixels.")
+        height, width = detail.shape[1:3]
+        size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        if labels is None:
+            try:
+                labels = _labels_near(path)
+            except FileNotFoundError:
+                stored = self.session.get_modelmeta().custom_metadata_map.get(METADATA_LABELS)
+                if stored is None:
+                    raise
+                import json
+
+                labels = json.loads(stored)
+        super().__init__(path, labels, size)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities from onnxruntime."""
+        out = self.session.run([PROBABILITIES], {INPUT_NAME: np.ascontiguousarray(images, np.uint8)})
+        return np.asarray(out[0], np.float32)
+
+
 def _labels_near(path: Path) -> list[str]:
     """labels.txt inside a model directory or beside a model file."""
     for folder in ([path] if path.is_dir() else []) + [path.parent]:
@@ -194,33 +233,20 @@ def _labels_near(path: Path) -> list[str]:
 
 
 def load_keras_runner(path: str | os.PathLike) -> KerasRunner:
-    """A `KerasRunner` from a run directory or a ``.keras`` file.
-
-    The model's folder must hold ``preprocessing.json`` and ``labels.txt``.
+    """A `KerasRunner` from a run directory or a ``.keras`` file (see `keras_resnet.runs.load_run`).
 
     Raises:
         FileNotFoundError: naming the missing file.
     """
-    import keras
-
-    from keras_resnet.data.preprocess import load_preprocessing
-
-    path = Path(path)
-    model_file = path / runs.MODEL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise FileNotFoundError(f"No Keras model at {model_file}.")
-    folder = model_file.parent
-    spec = load_preprocessing(folder)
-    labels = runs.read_labels(folder)
-    model = keras.saving.load_model(model_file, compile=False)
-    return KerasRunner(model, spec, labels, model_file)
+    run = runs.load_run(path)
+    return KerasRunner(run.model, run.labels, run.model_path)
 
 
 def model_kind(path: str | os.PathLike) -> str:
-    """Which runner a path needs: "keras", "savedmodel" or "tflite".
+    """Which runner a path needs: "keras", "savedmodel", "tflite" or "onnx".
 
     Args:
-        path: A run directory, ``.keras`` file, SavedModel directory or ``.tflite`` file.
+        path: A run directory, ``.keras`` file, SavedModel directory, ``.tflite`` or ``.onnx`` file.
 
     Raises:
         FileNotFoundError: if it does not exist.
@@ -238,9 +264,11 @@ def model_kind(path: str | os.PathLike) -> str:
         return "keras"
     elif path.suffix == ".tflite":
         return "tflite"
+    elif path.suffix == ".onnx":
+        return "onnx"
     raise ValueError(
         f"Cannot tell what kind of model {path} is. Expected a run directory (with {runs.MODEL_FILE}), "
-        f"a .keras file, a SavedModel directory (with {SAVED_MODEL_FILE}) or a .tflite file."
+        f"a .keras file, a SavedModel directory (with {SAVED_MODEL_FILE}), a .tflite or a .onnx file."
     )
 
 
@@ -249,9 +277,9 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runn
 
     Args:
         path: A run directory, ``.keras`` file (``preprocessing.json`` and
-            ``labels.txt`` beside it), SavedModel directory or ``.tflite`` file
-            (``labels.txt`` inside/beside the export).
-        num_threads: TFLite interpreter threads (default: all CPU cores).
+            ``labels.txt`` beside it), SavedModel directory, ``.tflite`` or ``.onnx``
+            file (``labels.txt`` inside/beside the export).
+        num_threads: TFLite interpreter / onnxruntime threads (default: all CPU cores).
 
     Returns:
         A `Runner`.
@@ -265,4 +293,6 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runn
         return load_keras_runner(path)
     if kind == "savedmodel":
         return SavedModelRunner(path)
+    if kind == "onnx":
+        return OnnxRunner(path, num_threads=num_threads)
     return TFLiteRunner(path, num_threads=num_threads)

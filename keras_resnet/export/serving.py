@@ -1,8 +1,9 @@
 """Serving functions that carry preprocessing and labels, and the SavedModel built from them.
 
-Both signatures apply `keras_resnet.data.preprocess.inference_preprocess` (the one
-definition used by training and evaluation) and run the model with
-``training=False`` (no augmentation, BatchNorm on its moving statistics):
+The model carries its own normalisation (`keras_resnet.preprocessing`), so both
+signatures only resize to the model's size (`resize_for_eval`, the bilinear squash
+used by training and evaluation) and run the model with ``training=False`` (no
+augmentation, BatchNorm on its moving statistics):
 
 - ``serving_default(images: uint8 [N, H, W, 3])`` — raw RGB pixels, any H and W;
 - ``serve_bytes(image_bytes: string [N])`` — encoded JPEG/PNG/BMP/GIF files.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from keras_resnet.data.preprocess import decode_image, inference_preprocess
+from keras_resnet.data.preprocess import decode_image, resize_for_eval
 from keras_resnet.export.runners import (
     BYTES_INPUT_NAME,
     BYTES_SIGNATURE,
@@ -26,24 +27,23 @@ from keras_resnet.export.runners import (
 )
 
 
-def image_size_of(spec: dict) -> tuple[int, int]:
-    """(height, width) from a preprocessing spec, validated.
+def checked_size(image_size) -> tuple[int, int]:
+    """``(height, width)`` as two positive ints.
 
     Raises:
-        ValueError: if ``spec["image_size"]`` is missing or not two positive ints.
+        ValueError: if ``image_size`` is not two positive ints.
     """
-    size = spec.get("image_size") if isinstance(spec, dict) else None
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise ValueError(f"Preprocessing spec needs image_size [height, width]. Received: image_size={size!r}")
-    return int(size[0]), int(size[1])
+    if not (isinstance(image_size, (list, tuple)) and len(image_size) == 2 and all(isinstance(v, int) and v > 0 for v in image_size)):
+        raise ValueError(f"image_size must be (height, width), two positive ints. Received: image_size={image_size!r}")
+    return int(image_size[0]), int(image_size[1])
 
 
-def make_serving_functions(model, spec: dict, labels: list[str], top_k: int = 5):
+def make_serving_functions(model, image_size, labels: list[str], top_k: int = 5):
     """Python functions for the two serving signatures (not yet traced).
 
     Args:
-        model: Keras model taking normalised float32 images of ``spec["image_size"]``.
-        spec: Preprocessing spec (``preprocessing.json``).
+        model: Keras model taking raw RGB pixels (0..255) of ``image_size``.
+        image_size: ``(height, width)`` of the model's input.
         labels: Class names in index order (``len(labels)`` == model outputs).
         top_k: How many classes ``top_k_*`` return (capped at the class count).
 
@@ -53,12 +53,12 @@ def make_serving_functions(model, spec: dict, labels: list[str], top_k: int = 5)
     """
     import tensorflow as tf
 
-    height, width = image_size_of(spec)
+    height, width = checked_size(image_size)
     k = max(1, min(int(top_k), len(labels)))
     label_names = [str(name) for name in labels]
 
-    def _outputs(normalised):
-        probabilities = model(normalised, training=False)
+    def _outputs(pixels):
+        probabilities = model(pixels, training=False)
         top = tf.math.top_k(probabilities, k=k)
         return {
             PROBABILITIES: probabilities,
@@ -67,26 +67,24 @@ def make_serving_functions(model, spec: dict, labels: list[str], top_k: int = 5)
         }
 
     def serve_images(images):
-        return _outputs(inference_preprocess(images, spec))
+        return _outputs(resize_for_eval(images, (height, width)))
 
     def _one(encoded):
-        return inference_preprocess(decode_image(encoded)[tf.newaxis], spec)[0]
+        return resize_for_eval(decode_image(encoded)[tf.newaxis], (height, width))[0]
 
     def serve_bytes(image_bytes):
-        normalised = tf.map_fn(
-            _one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32)
-        )
-        return _outputs(normalised)
+        pixels = tf.map_fn(_one, image_bytes, fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
+        return _outputs(pixels)
 
     return serve_images, serve_bytes
 
 
-def build_export_archive(model, spec: dict, labels: list[str], top_k: int = 5, fixed_size: bool = False):
+def build_export_archive(model, image_size, labels: list[str], top_k: int = 5, fixed_size: bool = False):
     """A ``keras.export.ExportArchive`` with the serving signatures.
 
     Args:
-        model: Keras model taking normalised images.
-        spec: Preprocessing spec.
+        model: Keras model taking raw RGB pixels of ``image_size``.
+        image_size: ``(height, width)`` of the model's input.
         labels: Class names in index order.
         top_k: Classes returned by ``top_k_*``.
         fixed_size: If True, only ``serving_default`` with input ``uint8
@@ -108,8 +106,8 @@ def build_export_archive(model, spec: dict, labels: list[str], top_k: int = 5, f
             f"labels.txt has {len(labels)} classes but the model outputs {num_outputs}. "
             f"Received: labels={labels[:5]}{'...' if len(labels) > 5 else ''}"
         )
-    serve_images, serve_bytes = make_serving_functions(model, spec, labels, top_k)
-    height, width = image_size_of(spec)
+    serve_images, serve_bytes = make_serving_functions(model, image_size, labels, top_k)
+    height, width = checked_size(image_size)
     archive = keras.export.ExportArchive()
     # No archive.track(model): add_endpoint already saves every variable the signatures
     # use, and tracking the model as well stores each weight a second time (its Keras
@@ -125,12 +123,12 @@ def build_export_archive(model, spec: dict, labels: list[str], top_k: int = 5, f
     return archive
 
 
-def write_savedmodel(model, spec: dict, labels: list[str], path: str | os.PathLike, top_k: int = 5) -> Path:
+def write_savedmodel(model, image_size, labels: list[str], path: str | os.PathLike, top_k: int = 5) -> Path:
     """Write a SavedModel with ``serving_default`` (uint8 pixels) and ``serve_bytes``.
 
     Args:
-        model: Keras model taking normalised images.
-        spec: Preprocessing spec.
+        model: Keras model taking raw RGB pixels of ``image_size``.
+        image_size: ``(height, width)`` of the model's input.
         labels: Class names.
         path: Directory to create (must not exist).
         top_k: Classes returned by ``top_k_*``.
@@ -139,9 +137,9 @@ def write_savedmodel(model, spec: dict, labels: list[str], path: str | os.PathLi
         ``path``.
 
     Example:
-        >>> write_savedmodel(model, spec, labels, "export/savedmodel")
+        >>> write_savedmodel(run.model, run.image_size, run.labels, "export/savedmodel")
         >>> tf.saved_model.load("export/savedmodel").signatures["serving_default"](images=uint8_batch)
     """
-    archive = build_export_archive(model, spec, labels, top_k)
+    archive = build_export_archive(model, image_size, labels, top_k)
     archive.write_out(str(path), verbose=False)
     return Path(path)

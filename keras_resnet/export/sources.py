@@ -1,6 +1,7 @@
-"""What an export starts from: the run's model, labels, preprocessing and images.
+"""The images an export needs: held-out images for the parity gate, calibration images for int8.
 
-Held-out images for the parity gate come from the run's test split
+An export starts from a `keras_resnet.runs.Run` (the model, taking raw pixels, with
+its labels and preprocessing spec). Held-out images come from the run's test split
 (`keras_resnet.data.pipeline.inference_images` on the ``data`` section of the run's
 ``config.yaml``) or from an image folder; int8 calibration images come from the
 un-augmented training split (`representative_images`) or from a folder.
@@ -9,105 +10,10 @@ un-augmented training split (`representative_images`) or from a folder.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from keras_resnet import runs
-
-
-@dataclass
-class ExportSource:
-    """A trained model with everything an export carries along.
-
-    Attributes:
-        model: The Keras model (takes normalised float32 images).
-        model_path: The ``.keras`` file it was loaded from.
-        run_dir: The folder holding it (``labels.txt``, ``preprocessing.json``, ``config.yaml``).
-        spec: Preprocessing spec.
-        labels: Class names in index order.
-    """
-
-    model: object
-    model_path: Path
-    run_dir: Path
-    spec: dict
-    labels: list[str]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """The model's (height, width)."""
-        from keras_resnet.export.serving import image_size_of
-
-        return image_size_of(self.spec)
-
-
-def model_file_for(path: str | os.PathLike | None, runs_root: str | os.PathLike = runs.DEFAULT_RUNS_ROOT) -> Path:
-    """The ``.keras`` file for a run directory, a ``.keras`` file or None (latest run).
-
-    Raises:
-        FileNotFoundError: if there is no such run/model.
-        ValueError: if ``path`` is a file that is not ``.keras``.
-    """
-    if path is not None and Path(path).is_file():
-        path = Path(path)
-        if path.suffix != ".keras":
-            raise ValueError(f"Export starts from a run directory or a .keras model. Received: {path}")
-        return path
-    run_dir = runs.resolve_run_dir(path, runs_root)
-    model_file = run_dir / runs.MODEL_FILE
-    if not model_file.is_file():
-        raise FileNotFoundError(f"No {runs.MODEL_FILE} in {run_dir}. Name a run directory or a .keras file.")
-    return model_file
-
-
-def load_source(path: str | os.PathLike | None = None, runs_root: str | os.PathLike = runs.DEFAULT_RUNS_ROOT) -> ExportSource:
-    """Load a run (or a ``.keras`` file with ``labels.txt`` and ``preprocessing.json`` beside it).
-
-    Args:
-        path: Run directory, ``.keras`` file, or None for the latest run under ``runs_root``.
-        runs_root: Where runs live.
-
-    Returns:
-        An `ExportSource`.
-
-    Raises:
-        FileNotFoundError: naming a missing model, labels or preprocessing file.
-        ValueError: if the labels do not match the model's number of outputs.
-    """
-    model_file = model_file_for(path, runs_root)
-    folder = model_file.parent
-    from keras_resnet.data.preprocess import load_preprocessing
-
-    spec = load_preprocessing(folder)
-    labels = runs.read_labels(folder)
-    import keras
-
-    model = keras.saving.load_model(model_file, compile=False)
-    outputs = model.outputs[0].shape[-1]
-    if outputs != len(labels):
-        raise ValueError(
-            f"{folder / runs.LABELS_FILE} lists {len(labels)} classes but {model_file} outputs {outputs}."
-        )
-    return ExportSource(model=model, model_path=model_file, run_dir=folder, spec=spec, labels=labels)
-
-
-def run_data_config(run_dir: Path):
-    """The ``DataConfig`` of a run (``config.yaml``'s ``data`` section).
-
-    Raises:
-        FileNotFoundError: if the run has no ``config.yaml``, saying to pass an image folder.
-    """
-    config_file = Path(run_dir) / runs.CONFIG_FILE
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"No {runs.CONFIG_FILE} in {run_dir} to find the run's data; "
-            "pass an image folder instead (--images / --calibration-images)."
-        )
-    from keras_resnet.train.config import load_config
-
-    return load_config(config_file).data
 
 
 def collect_images(dataset, count: int | None = None) -> tuple[list[np.ndarray], list[int] | None]:
@@ -148,12 +54,12 @@ def collect_images(dataset, count: int | None = None) -> tuple[list[np.ndarray],
 
 
 def heldout_images(
-    source: ExportSource, count: int, image_dir: str | os.PathLike | None = None
+    source: runs.Run, count: int, image_dir: str | os.PathLike | None = None
 ) -> tuple[list[np.ndarray], list[int] | None, str]:
     """Held-out uint8 images (and labels) for the parity gate.
 
     Args:
-        source: The export source (its run's config finds the test split).
+        source: The run (its config finds the test split).
         count: How many images.
         image_dir: A folder to use instead (``<class>/*`` sub-folders give labels).
 
@@ -173,19 +79,19 @@ def heldout_images(
         return images, labels, str(image_dir)
     from keras_resnet.data.pipeline import inference_images
 
-    images, labels = collect_images(inference_images(run_data_config(source.run_dir), split="test", count=count), count)
+    images, labels = collect_images(inference_images(source.data_config(), split="test", count=count), count)
     if not images:
         raise ValueError(f"The test split of {source.run_dir / runs.CONFIG_FILE} gave no images for the parity gate.")
     return images, labels, f"test split of {source.run_dir / runs.CONFIG_FILE}"
 
 
 def calibration_images(
-    source: ExportSource, count: int, image_dir: str | os.PathLike | None = None
+    source: runs.Run, count: int, image_dir: str | os.PathLike | None = None
 ) -> list[np.ndarray]:
     """Un-augmented training images (uint8) to calibrate int8 quantisation.
 
     Args:
-        source: The export source.
+        source: The run.
         count: How many images.
         image_dir: A folder to use instead of the run's training split.
 
@@ -203,7 +109,7 @@ def calibration_images(
         return load_labelled_folder(image_dir, source.labels, count)[0]
     from keras_resnet.data.pipeline import representative_images
 
-    images, _ = collect_images(representative_images(run_data_config(source.run_dir), count), count)
+    images, _ = collect_images(representative_images(source.data_config(), count), count)
     if not images:
         raise ValueError(f"The training split of {source.run_dir / runs.CONFIG_FILE} gave no calibration images.")
     return images

@@ -2,7 +2,7 @@
 
 The converted model takes raw RGB ``uint8 [N, h, w, 3]`` pixels at the model's image
 size (N may be resized at run time) and returns ``probabilities``; the preprocessing
-(`inference_preprocess`) is part of the graph. The path is Keras 3's own:
+is part of the graph (the Keras model carries it). The path is Keras 3's own:
 ``ExportArchive`` -> SavedModel -> ``tf.lite.TFLiteConverter.from_saved_model``.
 """
 
@@ -29,7 +29,7 @@ def check_quantize(quantize: str) -> str:
 
 def convert_to_tflite(
     model,
-    spec: dict,
+    image_size,
     labels: list[str],
     quantize: str = "none",
     representative: Callable[[], Iterable[np.ndarray]] | None = None,
@@ -37,8 +37,9 @@ def convert_to_tflite(
     """Convert a Keras model plus its preprocessing to a TFLite flatbuffer.
 
     Args:
-        model: Keras model taking normalised images of ``spec["image_size"]``.
-        spec: Preprocessing spec (``preprocessing.json``).
+        model: Keras model taking raw RGB pixels of ``image_size`` (it carries its
+            preprocessing).
+        image_size: ``(height, width)`` of the model's input.
         labels: Class names (checked against the model's outputs).
         quantize: "none" (float32), "float16" (float16 weights), "dynamic"
             (int8 weights, float activations) or "int8" (int8 weights and
@@ -54,7 +55,7 @@ def convert_to_tflite(
         ValueError: on an unknown ``quantize`` or "int8" without ``representative``.
 
     Example:
-        >>> data = convert_to_tflite(model, spec, labels, "int8", lambda: calibration_images)
+        >>> data = convert_to_tflite(run.model, run.image_size, run.labels, "int8", lambda: calibration_images)
     """
     check_quantize(quantize)
     if quantize == "int8" and representative is None:
@@ -63,7 +64,7 @@ def convert_to_tflite(
 
     from keras_resnet.export.serving import build_export_archive
 
-    archive = build_export_archive(model, spec, labels, fixed_size=True)
+    archive = build_export_archive(model, image_size, labels, fixed_size=True)
     with tempfile.TemporaryDirectory(prefix="kresnet-tflite-") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)

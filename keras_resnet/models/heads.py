@@ -12,7 +12,13 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-POOLING_LAYER_NAMES = {"avg": "avg_pool", "max": "max_pool"}
+from keras_resnet.models.naming import (
+    POOLING_LAYER_NAMES,
+    PREDICTIONS,
+    head_dense_name,
+    head_dropout_name,
+)
+
 CLASSIFIER_ACTIVATIONS = (None, "softmax", "sigmoid", "linear")
 
 
@@ -27,15 +33,16 @@ def validate_head_args(num_classes, pooling, dropout, hidden_units, classifier_a
             raise ValueError(f"num_classes must be an integer >= 1. Received: num_classes={num_classes!r}")
         if pooling not in POOLING_LAYER_NAMES:
             raise ValueError(
-                f"With include_top=True, pooling must be 'avg' or 'max'. Received: pooling={pooling!r}"
+                f"With include_top=True, pooling must be one of {tuple(POOLING_LAYER_NAMES)}. "
+                f"Received: pooling={pooling!r}"
             )
         if classifier_activation not in CLASSIFIER_ACTIVATIONS:
             raise ValueError(
                 "classifier_activation must be one of "
                 f"{CLASSIFIER_ACTIVATIONS}. Received: classifier_activation={classifier_activation!r}"
             )
-    elif pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    elif pooling is not None and pooling not in POOLING_LAYER_NAMES:
+        raise ValueError(f"pooling must be None or one of {tuple(POOLING_LAYER_NAMES)}. Received: pooling={pooling!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a float in [0, 1). Received: dropout={dropout!r}")
     units = tuple(hidden_units or ())
@@ -81,12 +88,12 @@ def classifier_head(
     validate_head_args(num_classes, pooling, dropout, hidden_units, classifier_activation)
     x = global_pool(features, pooling)
     if dropout > 0:
-        x = layers.Dropout(dropout, name="head_dropout", dtype="float32")(x)
+        x = layers.Dropout(dropout, name=head_dropout_name(), dtype="float32")(x)
     for i, units in enumerate(hidden_units or (), start=1):
-        x = layers.Dense(units, activation="relu", name=f"head_dense_{i}", dtype="float32")(x)
+        x = layers.Dense(units, activation="relu", name=head_dense_name(i), dtype="float32")(x)
         if dropout > 0:
-            x = layers.Dropout(dropout, name=f"head_dropout_{i}", dtype="float32")(x)
-    return layers.Dense(num_classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+            x = layers.Dropout(dropout, name=head_dropout_name(i), dtype="float32")(x)
+    return layers.Dense(num_classes, activation=classifier_activation, name=PREDICTIONS, dtype="float32")(x)
 
 
 def find_feature_layer(model: keras.Model) -> keras.layers.Layer:

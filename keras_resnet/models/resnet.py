@@ -77,6 +77,15 @@ def backbone(inputs, spec: ResNetSpec, width_multiplier: float = 1.0):
     return x
 
 
+def default_preprocessing_mode(spec: ResNetSpec) -> str:
+    """The normalisation the family's pretrained weights expect (see `build_resnet`)."""
+    if spec.stem == CIFAR_STEM:
+        return "unit"
+    if spec.style == "torch":
+        return "torch"
+    return "tf" if spec.preact else "caffe"
+
+
 def build_resnet(
     name: str,
     num_classes: int = 1000,
@@ -89,6 +98,8 @@ def build_resnet(
     hidden_units: Sequence[int] = (),
     depth: int | None = None,
     width_multiplier: float = 1.0,
+    include_preprocessing: bool = False,
+    preprocessing: str | dict | None = None,
 ) -> keras.Model:
     """Build a ResNet as a functional ``keras.Model``.
 
@@ -110,10 +121,19 @@ def build_resnet(
         hidden_units: Optional hidden Dense layers in the head.
         depth: Depth of a custom CIFAR ResNet (``6n+2``).
         width_multiplier: Scale all widths (for small experiments; 1.0 = the paper).
+        include_preprocessing: Normalise inside the model: it then takes raw RGB
+            pixels (uint8 or 0..255 floats), as keras.applications' ConvNeXt does.
+            The layer is ``preprocessing`` (see `keras_resnet.preprocessing`);
+            backbone layer names are unchanged, so weights still load by name.
+        preprocessing: With ``include_preprocessing``: a mode name ("unit", "tf",
+            "torch", "caffe") or a spec dict (mode "dataset" needs one). Default:
+            what the family's ImageNet weights expect ("caffe" for ResNet v1
+            50/101/152, "tf" for their v2, "torch" for ResNet-18/34) and "unit" for
+            the CIFAR ResNets.
 
     Returns:
         A functional ``keras.Model`` named ``name``; head layers ``avg_pool`` +
-        ``predictions``.
+        ``predictions``; first layer ``preprocessing`` with ``include_preprocessing``.
 
     Raises:
         ValueError: for an unknown name, bad depth, too small an input, bad head
@@ -123,6 +143,8 @@ def build_resnet(
         >>> model = build_resnet("resnet20", num_classes=10)
         >>> model.output.shape
         (None, 10)
+        >>> raw = build_resnet("resnet50", weights="imagenet", include_preprocessing=True)
+        >>> raw.predict(uint8_images)   # no preprocess_input needed
     """
     spec = get_spec(name, depth)
     shape = _validate_input_shape(spec, input_shape)
@@ -135,8 +157,19 @@ def build_resnet(
             f"weights={weights!r}"
         )
 
+    if preprocessing is not None and not include_preprocessing:
+        raise ValueError(
+            f"preprocessing is only used with include_preprocessing=True. Received: preprocessing={preprocessing!r}, "
+            "include_preprocessing=False"
+        )
     inputs = keras.Input(shape=shape, name="image")
-    features = backbone(inputs, spec, width_multiplier)
+    x = inputs
+    if include_preprocessing:
+        from keras_resnet.preprocessing import add_preprocessing, resolve_spec
+
+        size = shape[:2] if shape[0] and shape[1] else spec.default_input_shape[:2]
+        x = add_preprocessing(x, resolve_spec(preprocessing or default_preprocessing_mode(spec), size))
+    features = backbone(x, spec, width_multiplier)
     if include_top:
         outputs = classifier_head(features, num_classes, pooling, dropout, hidden_units, classifier_activation)
     else:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_resnet.models.naming import stage_prefix
+
 IMAGENET_STEM = "imagenet"
 CIFAR_STEM = "cifar"
 BASIC = "basic"
@@ -74,8 +76,8 @@ class ResNetSpec:
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        """Layer-name prefixes of the stages: ``conv2``, ``conv3``, ..."""
-        return tuple(f"conv{i + 2}" for i in range(self.num_stages))
+        """Layer-name prefixes of the stages: ``conv2``, ``conv3``, ... (`naming.stage_prefix`)."""
+        return tuple(stage_prefix(stage) for stage in range(1, self.num_stages + 1))
 
     @property
     def default_input_shape(self) -> tuple[int, int, int]:
@@ -226,3 +228,25 @@ def get_spec(name: str, depth: int | None = None) -> ResNetSpec:
             f"CIFAR depth. Received: depth={depth!r}"
         )
     return spec
+
+
+def check_model_config(model_config) -> ResNetSpec:
+    """The spec named by a config's ``model:`` section, or an error naming the config keys.
+
+    The config layer checks types and ranges but not the model table; this is the
+    check `keras_resnet.train.config.validate_config` adds.
+
+    Args:
+        model_config: A `keras_resnet.config.ModelConfig` (reads ``name`` and ``depth``).
+
+    Returns:
+        The `ResNetSpec`.
+
+    Raises:
+        ValueError: ``"Invalid config value for model.name / model.depth: ..."`` with
+            `get_spec`'s message (the known names, or the depth rule).
+    """
+    try:
+        return get_spec(model_config.name, model_config.depth)
+    except ValueError as error:
+        raise ValueError(f"Invalid config value for model.name / model.depth: {error}") from None

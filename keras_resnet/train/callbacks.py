@@ -11,19 +11,21 @@ import csv
 import io
 import json
 import math
+import shutil
+import sys
 from pathlib import Path
 
 import keras
 
-from keras_resnet import runs
+from keras_resnet import compat, runs
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; training stopped, the last good checkpoint kept."""
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``keras.callbacks.BackupAndRestore`` whose backups survive ``kill -9`` at any moment.
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """Like ``keras.callbacks.BackupAndRestore`` (per epoch), with backups that survive ``kill -9``.
 
     Keras' callback overwrites ``latest.weights.h5`` and then the epoch counter in
     place; a kill between (or during) the two leaves a torn state. Here each backup
@@ -31,15 +33,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     ``training_metadata.json`` is atomically switched to name it, then the older file
     is removed: the metadata always names a complete file holding exactly that epoch.
 
+    At the start of ``fit`` the backup (if any) is loaded and ``fit`` continues after
+    its epoch; without a backup ``fit`` starts at its own ``initial_epoch``, also when
+    the same model was resumed by another backup before (an earlier phase).
+
     Args:
         backup_dir: Directory of the backup (inside the run directory).
         delete_checkpoint: Remove the backup when ``fit`` completes.
     """
 
     def __init__(self, backup_dir, delete_checkpoint: bool = True):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=delete_checkpoint)
-        self._dir = Path(backup_dir)
-        self._metadata = self._dir / "training_metadata.json"
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.delete_checkpoint = delete_checkpoint
+        self._metadata = self.backup_dir / "training_metadata.json"
 
     def _read_metadata(self) -> dict | None:
         if not self._metadata.is_file():
@@ -52,24 +59,28 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         metadata = self._read_metadata()
         return int(metadata["epoch"]) if metadata else 0
 
-    def _load_model(self):
+    def on_train_begin(self, logs=None):
         metadata = self._read_metadata()
-        if not metadata:
-            return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self._dir / metadata["weights"])
-        self.model._initial_epoch = int(metadata["epoch"])
+        if metadata:
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(self.backup_dir / metadata["weights"])
+        compat.set_fit_initial_epoch(self.model, int(metadata["epoch"]) if metadata else None)
 
-    def _save_model(self):
-        self._dir.mkdir(parents=True, exist_ok=True)
+    def on_epoch_end(self, epoch, logs=None):
+        completed = epoch + 1
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
         previous = self._read_metadata()
-        name = f"epoch-{self._current_epoch}.weights.h5"
-        with runs.atomic_path(self._dir / name, suffix=".weights.h5") as tmp:
+        name = f"epoch-{completed}.weights.h5"
+        with runs.atomic_path(self.backup_dir / name, suffix=".weights.h5") as tmp:
             self.model.save_weights(tmp)
-        runs.atomic_write_json(self._metadata, {"epoch": self._current_epoch, "weights": name})
+        runs.atomic_write_json(self._metadata, {"epoch": completed, "weights": name})
         if previous and previous["weights"] != name:
-            (self._dir / previous["weights"]).unlink(missing_ok=True)
+            (self.backup_dir / previous["weights"]).unlink(missing_ok=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
 class ModelCheckpoints(keras.callbacks.Callback):
@@ -93,7 +104,6 @@ class ModelCheckpoints(keras.callbacks.Callback):
         self.monitor = monitor
         self.history_file = Path(history_file) if history_file else self.run_dir / runs.HISTORY_FILE
         self.best = None
-        self.last_saved_epoch = None
 
     def _better(self, value, best) -> bool:
         return best is None or (value < best if self.monitor.endswith("loss") else value > best)
@@ -115,11 +125,33 @@ class ModelCheckpoints(keras.callbacks.Callback):
         logs = logs or {}
         view = inference_view(self.model)
         runs.atomic_save_model(view, self.run_dir / runs.MODEL_FILE)
-        self.last_saved_epoch = epoch
         value = self._metric(logs)
         if value is not None and not math.isnan(value) and self._better(value, self.best):
             self.best = value
             runs.atomic_save_model(view, self.run_dir / runs.BEST_MODEL_FILE)
+
+
+def fit_verbosity(progress: str, stream=None) -> int:
+    """``verbose`` for ``Model.fit`` from ``training.progress``: 1 (bar), 2 (a line per epoch) or 0.
+
+    ``"bar"`` becomes one line per epoch when ``stream`` (default ``sys.stdout``) is not
+    a terminal and no notebook kernel is running: Keras redraws its bar with
+    ``\\r``/``\\b`` per step (it takes any POSIX system for a dynamic display), which
+    in a redirected log is tens of kilobytes per epoch.
+
+    Args:
+        progress: ``"bar"``, ``"epoch"`` or ``"none"`` (`keras_resnet.config.Progress`).
+        stream: Where Keras prints (``sys.stdout``).
+
+    Example:
+        >>> fit_verbosity("bar", io.StringIO())
+        2
+    """
+    if progress == "bar":
+        stream = sys.stdout if stream is None else stream
+        interactive = getattr(stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+        return 1 if interactive else 2
+    return {"epoch": 2, "none": 0}[progress]
 
 
 def inference_view(model):

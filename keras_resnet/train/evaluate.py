@@ -1,18 +1,23 @@
 """Evaluation: loss, top-1, top-5, per-class precision/recall/F1 and the confusion matrix.
 
 `evaluate_model` works on any model and ``(images, one_hot_labels[, weights])``
-dataset; `evaluate_run` loads a run directory (or a ``.keras`` file), rebuilds its
-evaluation split with the run's data config, and writes ``metrics.json`` and
-``confusion_matrix.png`` into the run directory.
+dataset; `evaluate_run` loads a run (`keras_resnet.runs.load_run`: the model takes
+raw pixels), builds only the evaluated split with the run's data config, and writes
+``metrics.json`` and ``confusion_matrix.png`` beside the model, with the calibration
+figures (ECE, NLL, ``calibration.png``; `keras_resnet.train.calibration`) and the
+highest-loss images (``top_losses.png`` / ``.csv``; `keras_resnet.train.top_losses`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from keras_resnet import runs
+
+log = logging.getLogger(__name__)
 
 
 def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> dict:
@@ -25,8 +30,10 @@ def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> d
 
     Returns:
         ``{"num_examples", "loss", "top1", "top5", "per_class": {name: {precision,
-        recall, f1, support}}, "macro_f1", "confusion_matrix": [[...]], "class_names"}``;
-        ``top5`` is top-min(5, C). Loss is the cross-entropy without label smoothing.
+        recall, f1, support}}, "macro_f1", "confusion_matrix": [[...]], "class_names",
+        "ece", "nll", "reliability"}``; ``top5`` is top-min(5, C). Loss is the
+        cross-entropy without label smoothing; ``ece`` (15 bins), ``nll`` and the
+        ``reliability`` bins come from `keras_resnet.train.calibration`.
 
     Example:
         >>> metrics_from_predictions(np.eye(2), np.array([0, 1]), ["a", "b"])["top1"]
@@ -57,6 +64,9 @@ def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> d
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                            "support": int(actual_i)}
     true_probs = np.clip(probs[np.arange(n), labels], 1e-7, 1.0)
+    from keras_resnet.train.calibration import calibration_metrics
+
+    calibration = calibration_metrics(probs, labels)
     return {
         "num_examples": int(n),
         "loss": float(-np.log(true_probs).mean()),
@@ -67,29 +77,57 @@ def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> d
         "per_class": per_class,
         "class_names": list(class_names),
         "confusion_matrix": confusion.tolist(),
+        "ece": calibration["ece"],
+        "nll": calibration["nll"],
+        "reliability": calibration["reliability"],
     }
 
 
-def evaluate_model(model, dataset, class_names: list[str]) -> dict:
-    """Evaluate ``model`` on a batched dataset of ``(images, one_hot_labels[, weights])``.
+def predict_dataset(model, dataset, on_batch=None) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and integer labels of a batched ``(images, one_hot_labels[, weights])`` dataset.
 
     Args:
         model: A Keras model outputting class probabilities.
-        dataset: A ``tf.data.Dataset`` (already preprocessed, as built by
-            ``keras_resnet.data.build_datasets``).
-        class_names: Class names in index order.
+        dataset: The batches (raw pixels for a model carrying its preprocessing).
+        on_batch: Optional ``f(images, probabilities, labels)`` called per batch, in
+            order (e.g. `keras_resnet.train.top_losses.TopLosses`).
 
     Returns:
-        The dict of `metrics_from_predictions`.
+        ``(float64 [N, C], int64 [N])``.
+
+    Raises:
+        ValueError: for an empty dataset.
     """
     probabilities, labels = [], []
     for element in dataset:
         images, one_hot = element[0], element[1]
-        probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float64))
-        labels.append(np.asarray(one_hot).argmax(axis=-1))
+        probs = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+        batch_labels = np.asarray(one_hot).argmax(axis=-1)
+        if on_batch is not None:
+            on_batch(np.asarray(images), probs, batch_labels)
+        probabilities.append(probs)
+        labels.append(batch_labels)
     if not probabilities:
         raise ValueError("Cannot evaluate on an empty dataset. Received: 0 batches")
-    return metrics_from_predictions(np.concatenate(probabilities), np.concatenate(labels), class_names)
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def evaluate_model(model, dataset, class_names: list[str], on_batch=None) -> dict:
+    """Evaluate ``model`` on a batched dataset of ``(images, one_hot_labels[, weights])``.
+
+    Args:
+        model: A Keras model outputting class probabilities.
+        dataset: A ``tf.data.Dataset`` of the images the model takes (raw pixels
+            for a model carrying its preprocessing, as ``keras_resnet.data``
+            delivers them).
+        class_names: Class names in index order.
+        on_batch: See `predict_dataset`.
+
+    Returns:
+        The dict of `metrics_from_predictions`.
+    """
+    probabilities, labels = predict_dataset(model, dataset, on_batch)
+    return metrics_from_predictions(probabilities, labels, class_names)
 
 
 def format_report(metrics: dict, title: str = "") -> str:
@@ -100,6 +138,9 @@ def format_report(metrics: dict, title: str = "") -> str:
         f"examples {metrics['num_examples']}  loss {metrics['loss']:.4f}  top-1 {metrics['top1']:.4f}  "
         f"top-{metrics['top5_k']} {metrics['top5']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
     )
+    if "ece" in metrics:
+        bins = metrics.get("reliability", {}).get("bins", 15)
+        lines.append(f"calibration: ECE {metrics['ece']:.4f} ({bins} bins)  NLL {metrics['nll']:.4f}")
     lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>8}")
     for name, m in metrics["per_class"].items():
         lines.append(f"{name:<{width}}  {m['precision']:>9.4f}  {m['recall']:>9.4f}  {m['f1']:>9.4f}  {m['support']:>8}")
@@ -107,7 +148,8 @@ def format_report(metrics: dict, title: str = "") -> str:
 
 
 def write_evaluation(run_dir: Path, metrics: dict, split: str, extra: dict | None = None) -> Path:
-    """Write ``metrics.json`` (``{"split": ..., **metrics}``) and ``confusion_matrix.png`` into ``run_dir``.
+    """Write ``metrics.json`` (``{"split": ..., **metrics}``), ``confusion_matrix.png`` and
+    (when the metrics have reliability bins) the reliability diagram ``calibration.png`` into ``run_dir``.
 
     Returns:
         The ``metrics.json`` path.
@@ -119,7 +161,63 @@ def write_evaluation(run_dir: Path, metrics: dict, split: str, extra: dict | Non
     path = runs.atomic_write_json(run_dir / runs.METRICS_FILE, record)
     plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], run_dir / CONFUSION_FILE,
                           title=f"Confusion matrix ({split}, top-1 {metrics['top1']:.3f})")
+    if metrics.get("reliability"):
+        from keras_resnet.train.plots import CALIBRATION_FILE, plot_reliability
+
+        title = f"Reliability ({split}): ECE {metrics['ece']:.4f}, NLL {metrics['nll']:.4f}"
+        plot_reliability([(metrics["reliability"], title)], run_dir / CALIBRATION_FILE)
     return path
+
+
+def split_data(run, split: str, dataset: str | None = None, data_dir: str | None = None,
+               batch_size: int | None = None, missing_ok: bool = False):
+    """One split of a run's data (or of the data named instead), for its model.
+
+    Args:
+        run: A `keras_resnet.runs.Run`.
+        split: ``"test"`` or ``"val"``.
+        dataset, data_dir: Data to use instead of the run's ``config.yaml`` data
+            (required for a model without one).
+        batch_size: Batch size (default: the run's).
+        missing_ok: Return None instead of raising when the data has no such split.
+
+    Returns:
+        ``(EvaluationData, DataConfig)``, or None (``missing_ok`` and no such split).
+
+    Raises:
+        FileNotFoundError: no data named for a model without ``config.yaml``.
+        ValueError: an unknown or missing split, or classes that differ from the model's.
+    """
+    import dataclasses
+
+    from keras_resnet.data.pipeline import evaluation_dataset
+    from keras_resnet.train.config import DataConfig
+
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")
+    if run.config_path is None and dataset is None and data_dir is None:
+        raise FileNotFoundError(
+            f"No {runs.CONFIG_FILE} beside {run.model_path}; name the data with --dataset and/or --data-dir."
+        )
+    data = run.data_config() if run.config_path is not None else DataConfig()
+    seed = run.config().training.seed if run.config_path is not None else 0
+    changes = {k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "batch_size": batch_size}.items() if v}
+    if dataset is not None and data_dir is None:
+        changes["data_dir"] = None  # a new dataset name is not read from the run's folder
+    if changes:
+        data = dataclasses.replace(data, **changes)
+    try:
+        target = evaluation_dataset(data, split, run.image_size, seed=seed)
+    except ValueError as error:
+        if missing_ok and f"has no {split!r} split" in str(error):
+            return None
+        raise
+    if list(target.class_names) != run.labels:
+        raise ValueError(
+            f"The model's classes differ from the dataset's ({target.name}). "
+            f"Received: dataset classes={list(target.class_names)!r}, model classes={run.labels!r}"
+        )
+    return target, data
 
 
 def evaluate_run(
@@ -129,66 +227,68 @@ def evaluate_run(
     split: str = "test",
     batch_size: int | None = None,
     write: bool = True,
+    runs_root: str | Path = runs.DEFAULT_RUNS_ROOT,
+    top_losses: int = 16,
 ) -> dict:
     """Evaluate a run directory or ``.keras`` file on a split of its dataset.
 
-    The data config comes from the run's ``config.yaml`` (``dataset``/``data_dir``
-    override it), so the split is preprocessed as in training.
+    The model carries its preprocessing, so only the evaluated split is read
+    (decoded and resized to the model's size, nothing computed from the train
+    split): evaluating on another copy of the data gives the same figures for the
+    same images. The data config comes from the run's ``config.yaml``;
+    ``dataset``/``data_dir`` override it (and are required for a model without one).
 
     Args:
-        path: A run directory, a ``.keras`` file (in a run directory), or None for
-            the latest run under ``saved_models/``.
+        path: A run directory, a ``.keras`` file, or None for the latest run under
+            ``runs_root``.
         dataset: Dataset name or folder to evaluate on instead of the run's.
         data_dir: Where that dataset lies.
         split: ``"test"`` or ``"val"``.
         batch_size: Evaluation batch size (default: the run's).
-        write: Write ``metrics.json`` and ``confusion_matrix.png`` into the run directory.
+        write: Write ``metrics.json``, ``confusion_matrix.png``, ``calibration.png``
+            and the top losses beside the model.
+        runs_root: Where the latest run is looked for.
+        top_losses: How many highest-loss images go into ``top_losses.png`` /
+            ``top_losses.csv`` (0: none).
 
     Returns:
-        The metrics dict, plus ``"split"`` and ``"model"``.
+        The metrics dict, plus ``"split"``, ``"model"`` and ``"dataset"`` (and
+        ``"top_losses"``: the CSV/PNG paths, when written).
 
     Raises:
-        FileNotFoundError: if the run, model or config is missing.
+        FileNotFoundError: if the run or model is missing, or no data is named for a
+            model without ``config.yaml``.
         ValueError: for an unknown split, a split the dataset lacks, or class names
-            that differ from the model's ``labels.txt``.
+            that differ from the model's labels.
+
+    Example:
+        >>> evaluate_run("saved_models/run1", data_dir="../shared/datasets/cifar10")["top1"]
     """
-    import dataclasses
-
-    import keras
-
-    from keras_resnet.data.pipeline import build_datasets
-    from keras_resnet.train.config import load_config
+    from keras_resnet.train.top_losses import TopLosses, write_top_losses
 
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")
-    run_dir = runs.resolve_run_dir(path)
-    given = Path(path) if path is not None else None
-    model_path = given if given is not None and given.is_file() else run_dir / runs.MODEL_FILE
-    if not model_path.is_file():
-        raise FileNotFoundError(f"No model at {model_path}. Expected a run directory holding {runs.MODEL_FILE}.")
-    config_path = run_dir / runs.CONFIG_FILE
-    config = load_config(config_path if config_path.is_file() else None)
-    if not config_path.is_file() and dataset is None:
-        raise FileNotFoundError(
-            f"No {runs.CONFIG_FILE} beside {model_path}; name the data with --dataset (and --data-dir)."
-        )
-    data = config.data
-    changes = {k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "batch_size": batch_size}.items() if v}
-    if changes:
-        data = dataclasses.replace(data, **changes)
-    datasets = build_datasets(data, seed=config.training.seed)
-    target = {"test": datasets.test, "val": datasets.val}[split]
-    if target is None:
-        raise ValueError(f"Dataset {data.dataset!r} has no {split!r} split. Received: split={split!r}")
-    labels_file = run_dir / runs.LABELS_FILE
-    if labels_file.is_file() and runs.read_labels(labels_file) != list(datasets.class_names):
-        raise ValueError(
-            f"The model's classes ({labels_file}) differ from the dataset's. "
-            f"Received: dataset classes={list(datasets.class_names)!r}, model classes={runs.read_labels(labels_file)!r}"
-        )
-    model = keras.models.load_model(model_path, compile=False)
-    metrics = evaluate_model(model, target, list(datasets.class_names))
-    extra = {"model": str(model_path), "dataset": data.dataset}
+    if isinstance(top_losses, bool) or not isinstance(top_losses, int) or top_losses < 0:
+        raise ValueError(f"top_losses must be an integer >= 0. Received: top_losses={top_losses!r}")
+    run = runs.load_run(path, runs_root)
+    target, data = split_data(run, split, dataset=dataset, data_dir=data_dir, batch_size=batch_size)
+    collector = TopLosses(top_losses) if write and top_losses else None
+    metrics = evaluate_model(run.model, target.dataset, run.labels, on_batch=collector)
+    extra = {"model": str(run.model_path), "dataset": data.dataset or data.data_dir}
+    written = {}
+    if collector is not None:
+        paths = target.paths
+        if paths is not None and len(paths) != metrics["num_examples"]:
+            # a file that passed the listing check failed to decode and was skipped
+            # (on_bad_image: skip): positions no longer match the listing, so no paths
+            log.warning("%d of %d listed images did not decode; top_losses.csv gives positions without paths.",
+                        len(paths) - metrics["num_examples"], len(paths))
+            paths = None
+        written = write_top_losses(collector.rows(), run.labels, run.run_dir, paths=paths,
+                                   title=f"Top {top_losses} losses ({split} split of {target.name})")
     if write:
-        write_evaluation(run_dir, metrics, split, extra)
-    return {"split": split, **extra, **metrics}
+        write_evaluation(run.run_dir, metrics, split, extra)
+    result = {"split": split, **extra, **metrics}
+    if written:
+        result["top_losses"] = {k: str(v) for k, v in written.items()}
+    return result

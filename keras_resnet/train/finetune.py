@@ -39,94 +39,44 @@ Trainer usage, per phase::
 from __future__ import annotations
 
 import dataclasses
-import types
-from typing import Literal, get_args
 
-FreezePolicy = Literal["none", "head_only", "until_stage1", "until_stage2", "until_stage3", "until_stage4"]
-FREEZE_POLICIES: tuple[str, ...] = get_args(FreezePolicy)
+from keras_resnet.compat import scale_learning_rate_per_variable
+from keras_resnet.config import (
+    FREEZE_POLICIES,
+    FinetuneConfig,
+    FreezePolicy,
+    TrainConfig,
+    validate_finetune_config,
+)
+from keras_resnet.models.naming import (
+    HEAD,
+    POST,
+    STEM,
+    STEM_PREFIXES,
+    count_stages,
+    layer_group,
+    leaf_layers,
+    stage_of,
+    stage_prefix,
+)
 
-#: Layer names (exact) and prefixes that make up the classifier head.
-HEAD_LAYER_NAMES = ("avg_pool", "max_pool", "predictions")
-HEAD_LAYER_PREFIXES = ("head_",)
-#: Stem layers: ``conv1_*`` and ``pool1_*``.
-STEM_PREFIXES = ("conv1_", "pool1_")
-#: Layers after the last stage that belong to it (v2 models' final BN-ReLU).
-POST_PREFIXES = ("post_",)
-
-STEM = "stem"
-HEAD = "head"
-OTHER = "other"
-
-
-@dataclasses.dataclass
-class FinetuneConfig:
-    """How to fine-tune: the ``finetune:`` section of a training config.
-
-    Attributes:
-        freeze: Freeze policy of a single-phase run (``head_epochs == 0``):
-            ``"none"``, ``"head_only"``, ``"until_stage1"`` .. ``"until_stage4"``.
-        head_epochs: Epochs of phase 1 (only the new head trains, backbone frozen).
-            0 = a single phase. Must be below ``training.epochs``; phase 2 gets
-            the rest.
-        head_learning_rate: Peak learning rate of phase 1, in the units of
-            ``optimizer.learning_rate`` (the trainer's batch-size scaling applies to
-            both); None = ``optimizer.learning_rate``. Usually higher than
-            ``optimizer.learning_rate``, which phase 2 (and a single phase) uses.
-        unfreeze: Freeze policy of phase 2 (what stays frozen): ``"none"`` unfreezes
-            the whole backbone, ``"until_stage2"`` keeps stem + stages 1-2 frozen.
-        backbone_lr_multiplier: Learning-rate multiplier of the backbone's trainable
-            layers in phase 2 (the head uses 1.0). With frozen BatchNorm the
-            backbone has no batch normalisation to absorb large updates: keep its
-            rate about 1/10-1/100 of a from-scratch rate (in benchmarks/transfer.py
-            a 6x larger backbone rate made phase 2 diverge).
-        stage_lr_multipliers: Optional multipliers per residual stage, stage 1 first
-            (the stem uses stage 1's); overrides ``backbone_lr_multiplier`` for the
-            stages it lists. Empty = use ``backbone_lr_multiplier`` everywhere.
-        train_batchnorm: Let BatchNorm layers of unfrozen stages train (update
-            their statistics). None = automatic: False when starting from
-            pretrained weights (``model.weights``), True when training from scratch.
-    """
-
-    freeze: FreezePolicy = "none"
-    head_epochs: int = 0
-    head_learning_rate: float | None = None
-    unfreeze: FreezePolicy = "none"
-    backbone_lr_multiplier: float = 0.1
-    stage_lr_multipliers: tuple[float, ...] = ()
-    train_batchnorm: bool | None = None
-
-    def __post_init__(self):
-        validate_finetune_config(self)
-
-
-def validate_finetune_config(config: FinetuneConfig) -> None:
-    """Check a `FinetuneConfig`'s values (types are checked by the config loader).
-
-    Raises:
-        ValueError: naming the field (``finetune.<field>``), its value and what is expected.
-    """
-    for field in ("freeze", "unfreeze"):
-        value = getattr(config, field)
-        if value not in FREEZE_POLICIES:
-            raise ValueError(f"finetune.{field} must be one of {FREEZE_POLICIES}. Received: {field}={value!r}")
-    if isinstance(config.head_epochs, bool) or not isinstance(config.head_epochs, int) or config.head_epochs < 0:
-        raise ValueError(f"finetune.head_epochs must be an integer >= 0. Received: head_epochs={config.head_epochs!r}")
-    if config.head_learning_rate is not None and not config.head_learning_rate > 0:
-        raise ValueError(
-            "finetune.head_learning_rate must be > 0 or null. "
-            f"Received: head_learning_rate={config.head_learning_rate!r}"
-        )
-    if not config.backbone_lr_multiplier >= 0:
-        raise ValueError(
-            "finetune.backbone_lr_multiplier must be >= 0. "
-            f"Received: backbone_lr_multiplier={config.backbone_lr_multiplier!r}"
-        )
-    multipliers = tuple(config.stage_lr_multipliers)
-    if len(multipliers) > 4 or any(not m >= 0 for m in multipliers):
-        raise ValueError(
-            "finetune.stage_lr_multipliers must hold at most 4 numbers >= 0 (stage 1 first). "
-            f"Received: stage_lr_multipliers={config.stage_lr_multipliers!r}"
-        )
+__all__ = [
+    "FREEZE_POLICIES",
+    "FinetuneConfig",
+    "FreezePolicy",
+    "Phase",
+    "apply_lr_multipliers",
+    "freeze",
+    "layer_group",
+    "lr_multiplier_table",
+    "parameter_counts",
+    "parameter_table",
+    "phase_at_epoch",
+    "plan_phases",
+    "remaining_phases",
+    "stage_multipliers",
+    "validate_finetune_config",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +97,7 @@ class Phase:
 
     name: str
     epochs: int
-    freeze: str
+    freeze: FreezePolicy
     learning_rate_scale: float = 1.0
     initial_epoch: int = 0
     lr_multipliers: tuple[tuple[str, float], ...] = ()
@@ -157,20 +107,6 @@ class Phase:
     def end_epoch(self) -> int:
         """Epoch count at the end of this phase (pass to ``fit(epochs=)``)."""
         return self.initial_epoch + self.epochs
-
-
-def _base_learning_rate(config) -> float | None:
-    optimizer = getattr(config, "optimizer", None)
-    for field in ("learning_rate", "lr"):
-        value = getattr(optimizer, field, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return float(value)
-    return None
-
-
-def _uses_pretrained_weights(config) -> bool:
-    model = getattr(config, "model", None)
-    return getattr(model, "weights", None) not in (None, "", "none")
 
 
 def stage_multipliers(finetune: FinetuneConfig, num_stages: int = 4) -> tuple[tuple[str, float], ...]:
@@ -189,18 +125,18 @@ def stage_multipliers(finetune: FinetuneConfig, num_stages: int = 4) -> tuple[tu
     for i, value in enumerate(finetune.stage_lr_multipliers[:num_stages]):
         per_stage[i] = float(value)
     pairs = [(prefix, per_stage[0]) for prefix in STEM_PREFIXES]
-    pairs += [(f"conv{i + 2}_", per_stage[i]) for i in range(num_stages)]
+    pairs += [(f"{stage_prefix(i + 1)}_", per_stage[i]) for i in range(num_stages)]
     if all(m == 1.0 for _, m in pairs):
         return ()
     return tuple(pairs)
 
 
-def plan_phases(config) -> list[Phase]:
+def plan_phases(config: TrainConfig) -> list[Phase]:
     """The training phases of a run.
 
     Args:
-        config: A ``TrainConfig`` (reads ``config.finetune``, ``config.training.epochs``,
-            ``config.optimizer.learning_rate`` and ``config.model.weights``).
+        config: The run's `TrainConfig` (reads ``finetune``, ``training.epochs``,
+            ``optimizer.learning_rate`` and ``model.weights``).
 
     Returns:
         ``[Phase("train", epochs, finetune.freeze)]`` when ``head_epochs == 0``; else
@@ -208,17 +144,17 @@ def plan_phases(config) -> list[Phase]:
         epochs - head_epochs, finetune.unfreeze, ..., lr_multipliers=...)]``.
 
     Raises:
-        ValueError: if ``head_epochs`` is not below ``training.epochs``, or
-            ``head_learning_rate`` is set but the configured learning rate is unknown.
+        ValueError: if ``head_epochs`` is not below ``training.epochs``, or a
+            ``finetune`` value is out of range.
 
     Example:
         >>> [(p.name, p.epochs, p.freeze) for p in plan_phases(config)]
         [('head', 2, 'head_only'), ('finetune', 8, 'none')]
     """
-    finetune: FinetuneConfig = config.finetune
+    finetune = config.finetune
     validate_finetune_config(finetune)
     epochs = config.training.epochs
-    pretrained = _uses_pretrained_weights(config)
+    pretrained = config.model.weights not in (None, "", "none")
     train_bn = (not pretrained) if finetune.train_batchnorm is None else bool(finetune.train_batchnorm)
     if finetune.head_epochs == 0:
         return [Phase("train", epochs, finetune.freeze, train_batchnorm=train_bn)]
@@ -228,14 +164,8 @@ def plan_phases(config) -> list[Phase]:
             f"Received: head_epochs={finetune.head_epochs!r}, epochs={epochs!r}"
         )
     head_scale = 1.0
-    if finetune.head_learning_rate is not None:
-        base = _base_learning_rate(config)
-        if base is None:
-            raise ValueError(
-                "finetune.head_learning_rate needs a numeric optimizer.learning_rate to scale from. "
-                f"Received: optimizer={getattr(config, 'optimizer', None)!r}"
-            )
-        head_scale = finetune.head_learning_rate / base
+    if finetune.head_learning_rate is not None:  # optimizer.learning_rate > 0: checked by validate_config
+        head_scale = finetune.head_learning_rate / config.optimizer.learning_rate
     # A two-phase run always freezes the whole backbone in phase 1, so its BatchNorm
     # follows the same rule in phase 2: frozen unless train_batchnorm says otherwise.
     phase2_bn = bool(finetune.train_batchnorm) if finetune.train_batchnorm is not None else not pretrained
@@ -278,45 +208,6 @@ def remaining_phases(phases: list[Phase], completed_epochs: int) -> list[Phase]:
 # --------------------------------------------------------------------------- freezing
 
 
-def layer_group(name: str) -> str:
-    """Which part of a ResNet a layer belongs to, by its name.
-
-    Returns:
-        ``"stem"`` (``conv1_*``, ``pool1_*``), ``"stage{k}"`` (``conv{k+1}_*``),
-        ``"post"`` (``post_bn``/``post_relu`` of v2 models), ``"head"``
-        (``avg_pool``, ``max_pool``, ``head_*``, ``predictions``) or ``"other"``.
-
-    Example:
-        >>> layer_group("conv3_block1_1_conv")
-        'stage2'
-    """
-    if name in HEAD_LAYER_NAMES or name.startswith(HEAD_LAYER_PREFIXES):
-        return HEAD
-    if name.startswith(STEM_PREFIXES):
-        return STEM
-    if name.startswith(POST_PREFIXES):
-        return "post"
-    if name.startswith("conv") and "_" in name:
-        number = name[4 : name.index("_")]
-        if number.isdigit() and int(number) >= 2:
-            return f"stage{int(number) - 1}"
-    return OTHER
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        sub = getattr(layer, "layers", None)
-        if sub:  # a nested model: descend
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
-
-
-def _num_stages(model) -> int:
-    stages = {layer_group(layer.name) for layer in _leaf_layers(model)}
-    return sum(1 for g in stages if g.startswith("stage"))
-
-
 def _validate_policy(policy: str, num_stages: int, model_name: str) -> int | None:
     if policy not in FREEZE_POLICIES:
         raise ValueError(f"Unknown freeze policy. Expected one of {FREEZE_POLICIES}. Received: policy={policy!r}")
@@ -324,25 +215,25 @@ def _validate_policy(policy: str, num_stages: int, model_name: str) -> int | Non
         k = int(policy[len("until_stage") :])
         if k > num_stages:
             raise ValueError(
-                f"Model {model_name!r} has {num_stages} stages (conv2..conv{num_stages + 1}); "
+                f"Model {model_name!r} has {num_stages} stages ({stage_prefix(1)}..{stage_prefix(num_stages)}); "
                 f"expected until_stage1..until_stage{num_stages}. Received: policy={policy!r}"
             )
         return k
     return None
 
 
-def _is_frozen(group: str, policy: str, k: int | None, num_stages: int) -> bool:
+def _is_frozen(name: str, policy: str, k: int | None, num_stages: int) -> bool:
     if policy == "none":
         return False
+    group = layer_group(name)
     if policy == "head_only":
         return group != HEAD
     if group == STEM:
         return True
-    if group.startswith("stage"):
-        return int(group[len("stage") :]) <= k
-    if group == "post":
+    if group == POST:
         return k >= num_stages
-    return False
+    stage = stage_of(name)
+    return stage is not None and stage <= k
 
 
 def _is_batchnorm(layer) -> bool:
@@ -385,11 +276,11 @@ def freeze(model, policy: str = "none", train_batchnorm: bool = True):
         >>> model.get_layer("conv3_block1_1_conv").trainable
         False
     """
-    num_stages = _num_stages(model)
+    num_stages = count_stages(model)
     k = _validate_policy(policy, num_stages, getattr(model, "name", "?"))
     _set_trainable_tree(model)
-    for layer in _leaf_layers(model):
-        frozen = _is_frozen(layer_group(layer.name), policy, k, num_stages)
+    for layer in leaf_layers(model):
+        frozen = _is_frozen(layer.name, policy, k, num_stages)
         if _is_batchnorm(layer) and not train_batchnorm:
             frozen = True
         layer.trainable = not frozen
@@ -420,7 +311,7 @@ def parameter_counts(model) -> dict[str, dict[str, int]]:
         moving mean/variance). The three add up to ``model.count_params()``.
     """
     counts: dict[str, dict[str, int]] = {}
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         row = counts.setdefault(layer_group(layer.name), {"trainable": 0, "frozen": 0, "statistics": 0})
         if layer.trainable:
             row["trainable"] += _count(layer.trainable_weights)
@@ -473,10 +364,10 @@ def lr_multiplier_table(model, lr_multipliers) -> dict[str, float]:
     pairs = tuple(lr_multipliers)
     if not pairs:
         return table
-    last_stage_prefix = f"conv{_num_stages(model) + 1}_"
-    for layer in _leaf_layers(model):
+    last_stage_prefix = f"{stage_prefix(count_stages(model))}_"
+    for layer in leaf_layers(model):
         name = layer.name
-        if layer_group(name) == "post":  # v2 models' final BN follows the last stage
+        if layer_group(name) == POST:  # v2 models' final BN follows the last stage
             name = last_stage_prefix + name
         for prefix, mult in pairs:
             if name.startswith(prefix):
@@ -511,16 +402,4 @@ def apply_lr_multipliers(optimizer, model, lr_multipliers):
     table = lr_multiplier_table(model, lr_multipliers)
     if not table:
         return optimizer
-    target = getattr(optimizer, "inner_optimizer", None) or optimizer
-    original = type(target).update_step
-
-    def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
-        mult = table.get(self._trainable_variables[index].path, 1.0)
-        if mult != 1.0:
-            learning_rate = learning_rate * mult
-        return original(self, gradient, variable, learning_rate)
-
-    target.update_step = types.MethodType(update_step, target)
-    target._kresnet_lr_multipliers = table
-    return optimizer
+    return scale_learning_rate_per_variable(optimizer, table)

@@ -5,19 +5,28 @@ default), ``default``, ``mirrored`` (all local GPUs, or all local CPUs/logical d
 when there is no GPU), ``multi_worker`` (``MultiWorkerMirroredStrategy`` from
 ``TF_CONFIG``) and ``tpu``. The batch size in the config is the *global* batch size.
 
-**Keras 3 and MultiWorkerMirroredStrategy.** Keras 3's TensorFlow trainer (checked on
-3.15.1; keras-team/keras#20585, tensorflow/tensorflow#72388) cannot ``fit`` across
-several workers: its pre-build averages the first *nested* input batch with
-``strategy.reduce``, which TensorFlow only accepts for a single value, and its step
-averages every scalar loss/metric with ``strategy.reduce("MEAN", v, axis=0)``, which
-has no axis 0. `make_strategy("multi_worker")` therefore installs
-`install_keras_multi_worker_fixes`, which changes only those two multi-worker branches.
+**Keras 3 and MultiWorkerMirroredStrategy.** Keras 3's TensorFlow trainer cannot ``fit``
+across several workers (keras-team/keras#20585): `make_strategy("multi_worker")` therefore
+installs `keras_resnet.compat.install_keras_multi_worker_fixes`, which changes only the
+two multi-worker branches at fault (the reasons and versions are written there).
 """
 
 from __future__ import annotations
 
 import json
 import os
+
+from keras_resnet.compat import install_keras_multi_worker_fixes
+from keras_resnet.config import StrategyName, choices
+
+__all__ = [
+    "configure_process",
+    "distribute_dataset_options",
+    "install_keras_multi_worker_fixes",
+    "is_chief",
+    "make_strategy",
+    "task_id",
+]
 
 
 def make_strategy(name: str):
@@ -27,14 +36,18 @@ def make_strategy(name: str):
     at program start-up. ``multi_worker`` also calls `install_keras_multi_worker_fixes`.
 
     Args:
-        name: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"`` or ``"tpu"``.
+        name: One of `keras_resnet.config.StrategyName`: ``"auto"``, ``"default"``,
+            ``"mirrored"``, ``"multi_worker"`` or ``"tpu"``.
 
     Returns:
         A ``tf.distribute.Strategy``.
 
     Raises:
-        ValueError: for an unknown name, or ``multi_worker`` without ``TF_CONFIG``.
+        ValueError: for an unknown name, ``multi_worker`` without ``TF_CONFIG``, or ``tpu``
+            where no TPU is found.
     """
+    if name not in choices(StrategyName):
+        raise ValueError(f"Unknown strategy. Expected one of {choices(StrategyName)}. Received: strategy={name!r}")
     import tensorflow as tf
 
     if name == "auto":
@@ -57,80 +70,15 @@ def make_strategy(name: str):
         install_keras_multi_worker_fixes()
         return strategy
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        except ValueError as error:  # TF's own message ("Please provide a TPU Name to connect to.") names no cause
+            raise ValueError(f"strategy 'tpu' found no TPU on this machine ({error}); use auto, default or mirrored "
+                             "here. Received: strategy='tpu'") from None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(
-        f"Unknown strategy. Expected auto, default, mirrored, multi_worker or tpu. Received: strategy={name!r}"
-    )
-
-
-def install_keras_multi_worker_fixes() -> bool:
-    """Let Keras 3's ``Model.fit``/``evaluate`` run under a multi-worker ``MultiWorkerMirroredStrategy``.
-
-    Keras' TensorFlow trainer (``keras/src/backend/tensorflow/trainer.py``) has two
-    multi-worker-only bugs (keras-team/keras#20585):
-
-    1. ``_maybe_symbolic_build`` averages the first input batch, a nested
-       ``(images, labels)`` structure of ``PerReplica`` values, with
-       ``strategy.reduce``; across workers TensorFlow converts that nest to one tensor
-       and fails ("Attempt to convert a value (PerReplica ...) ... to a Tensor"). The
-       batch is only used for its shapes and dtypes, so the fix takes this worker's first
-       replica's slice instead (no cross-worker traffic).
-    2. ``reduce_per_replica(..., reduction="auto")`` of the step's logs calls
-       ``strategy.reduce("MEAN", v, axis=0)`` on scalar losses and metrics ("Invalid
-       reduction dimension 0 for input with 0 dimensions"). The fix reduces with
-       ``axis=None``: the element-wise mean over all replicas, which is what Keras'
-       single-worker ``"mean"`` branch computes.
-
-    Everything else (single-worker strategies, ``predict``'s ``"concat"``) goes to the
-    original Keras code. Idempotent.
-
-    Returns:
-        True when the fixes are in place, False when this Keras lacks the patched
-        internals (a warning says so; the two-worker test shows whether ``fit`` works).
-    """
-    import warnings
-
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if getattr(tf_trainer, "_kresnet_multi_worker_fixes", False):
-        return True
-    trainer_class = tf_trainer.TensorFlowTrainer
-    needed = [hasattr(trainer_class, "_maybe_symbolic_build"), hasattr(tf_trainer, "reduce_per_replica"),
-              hasattr(tf_trainer, "_collective_all_reduce_multi_worker")]
-    if not all(needed):
-        warnings.warn("Keras' TensorFlow trainer has changed: the multi-worker fixes in "
-                      "keras_resnet.train.strategy were not installed.", stacklevel=2)
-        return False
-    multi_worker = tf_trainer._collective_all_reduce_multi_worker
-    original_build = trainer_class._maybe_symbolic_build
-    original_reduce = tf_trainer.reduce_per_replica
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is None or strategy is None or not multi_worker(strategy):
-            return original_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = tf.nest.map_structure(
-                lambda x: (strategy.experimental_local_results(x)[0]
-                           if isinstance(x, tf.distribute.DistributedValues) else x),
-                next(batches),
-            )
-            break
-        return original_build(self, data_batch=data_batch)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and multi_worker(strategy):
-            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    trainer_class._maybe_symbolic_build = _maybe_symbolic_build
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    tf_trainer._kresnet_multi_worker_fixes = True
-    return True
+    raise NotImplementedError(f"strategy {name!r} is a StrategyName value that make_strategy does not handle yet")
 
 
 def is_chief() -> bool:

@@ -60,7 +60,7 @@ def _epoch_stream(datasets, config, steps: int, log=print):
     return lambda start_epoch: from_epoch(start_epoch, steps)
 
 
-def build_model(model_config, num_classes: int, image_size, new_head: bool = False):
+def build_model(model_config, num_classes: int, image_size, new_head: bool = False, preprocessing: dict | None = None):
     """The ResNet of a ``ModelConfig`` for ``num_classes`` and ``image_size`` inputs.
 
     Args:
@@ -69,6 +69,9 @@ def build_model(model_config, num_classes: int, image_size, new_head: bool = Fal
         image_size: ``(height, width)``.
         new_head: Load ``model_config.weights`` into the backbone only, leaving the
             head freshly initialised (fine-tuning with ``finetune.head_epochs > 0``).
+        preprocessing: The data's preprocessing spec, built into the model as its
+            first layer (it then takes raw pixels); None for a model taking
+            normalised input.
 
     Returns:
         A functional ``keras.Model`` (softmax outputs, float32 head).
@@ -87,6 +90,8 @@ def build_model(model_config, num_classes: int, image_size, new_head: bool = Fal
         hidden_units=model_config.hidden_units,
         depth=model_config.depth,
         width_multiplier=model_config.width_multiplier,
+        include_preprocessing=preprocessing is not None,
+        preprocessing=preprocessing,
     )
     if new_head and model_config.weights is not None:
         # Fine-tuning trains a fresh head even when the source model had as many classes.
@@ -189,7 +194,7 @@ def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def resolve_run_dir(config) -> Path:
+def run_dir_for(config) -> Path:
     """``config.run_dir``, or a new ``saved_models/<model>-<dataset>-<time>`` directory.
 
     Raises:
@@ -231,14 +236,14 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     Example:
         >>> run_dir = train(load_config("configs/cifar10_resnet20.yaml", overrides={"training.epochs": 1}))
     """
-    import keras
 
+    from keras_resnet.train.callbacks import fit_verbosity
     from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
     from keras_resnet.train.strategy import (configure_process, distribute_dataset_options, is_chief,
                                              make_strategy, task_id)
 
     config = with_model_image_size(config)
-    run_dir = resolve_run_dir(config)
+    run_dir = run_dir_for(config)
     if (run_dir / runs.METRICS_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
         raise RunFinishedError(
             f"{run_dir} already holds a finished run ({runs.METRICS_FILE}, no backup to resume). "
@@ -255,6 +260,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         datasets = datasets()
     chief, worker = is_chief(), task_id()
     if chief:
+        from keras_resnet.train.records import write_run_records
+
         write_run_records(run_dir, config, datasets)
     train_ds = datasets.train
     if config.training.steps_per_epoch:
@@ -266,11 +273,11 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 
     with strategy.scope():
         model = build_model(config.model, len(datasets.class_names), datasets.image_size,
-                            new_head=config.finetune.head_epochs > 0)
+                            new_head=config.finetune.head_epochs > 0, preprocessing=datasets.preprocessing)
     log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s)")
-    verbose = {"bar": 1, "epoch": 2, "none": 0}[config.training.progress] if chief else 0
+    verbose = fit_verbosity(config.training.progress) if chief else 0  # one line per epoch when not a terminal
     started = time.time()
     for phase in phases:
         freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
@@ -307,13 +314,6 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     return run_dir
 
 
-def write_run_records(run_dir: Path, config, datasets) -> None:
-    """See `keras_resnet.train.records.write_run_records`."""
-    from keras_resnet.train.records import write_run_records as write
-
-    write(run_dir, config, datasets)
-
-
 def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print) -> dict | None:
     """Save the final model, plot the curves, evaluate ``model.keras`` and write ``metrics.json``.
 
@@ -327,7 +327,8 @@ def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print
     from keras_resnet.train.evaluate import evaluate_model, format_report, write_evaluation
     from keras_resnet.train.plots import CURVES_FILE, plot_history
 
-    runs.atomic_save_model(inference_view(model), run_dir / runs.MODEL_FILE)
+    metadata = {"labels": list(datasets.class_names), "preprocessing": datasets.preprocessing}
+    runs.atomic_save_model(inference_view(model), run_dir / runs.MODEL_FILE, metadata=metadata)
     history = read_history(run_dir / runs.HISTORY_FILE)
     if history:
         plot_history(history, run_dir / CURVES_FILE)

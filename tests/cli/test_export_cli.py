@@ -36,9 +36,9 @@ def test_export_tflite_writes_artifact_labels_and_report(tflite_model):
 
 def test_export_failing_the_gate_exits_non_zero_and_sets_artifact_aside(tiny_run, tflite_model, monkeypatch):
     import keras_resnet.export.serving as serving
-    from keras_resnet.data.preprocess import inference_preprocess
+    from keras_resnet.data.preprocess import resize_for_eval
 
-    monkeypatch.setattr(serving, "inference_preprocess", lambda x, spec: inference_preprocess(x, {**spec, "std": [1.0] * 3}))
+    monkeypatch.setattr(serving, "resize_for_eval", lambda x, size: resize_for_eval(x, size) / 255.0)  # a broken artifact
     before = tflite_model.read_bytes()
     result = CliRunner().invoke(
         main,

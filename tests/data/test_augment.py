@@ -16,20 +16,82 @@ def test_crop_mode_auto():
     assert crop_mode(AugmentConfig(enabled=False), (224, 224)) == "none"
 
 
+def _window_offsets(images, out, pad):
+    """The (row, col) shift of each output inside its zero-padded input (None where no window matches)."""
+    n, h, w = images.shape[:3]
+    shifts = []
+    for i in range(n):
+        padded = np.pad(images[i], [[pad, pad], [pad, pad], [0, 0]])
+        found = [(r - pad, c - pad) for r in range(2 * pad + 1) for c in range(2 * pad + 1)
+                 if np.array_equal(padded[r : r + h, c : c + w], out[i])]
+        shifts.append(found[0] if len(found) == 1 else None)
+    return shifts
+
+
 def test_pad_and_random_crop_shifts_each_image():
-    images = tf.reshape(tf.range(8 * 6 * 6 * 1, dtype=tf.float32) + 1, [8, 6, 6, 1])
-    out = pad_and_random_crop(images, 2, SEED).numpy()
-    assert out.shape == (8, 6, 6, 1)
-    # every output is a window of the zero-padded input
-    for i in range(8):
-        padded = np.pad(images[i].numpy(), [[2, 2], [2, 2], [0, 0]])
-        assert any(np.array_equal(padded[r : r + 6, c : c + 6], out[i]) for r in range(5) for c in range(5))
-    assert len({out[i].tobytes() for i in range(8)}) > 1 or not np.array_equal(out, images.numpy())
+    """Each output is its own input shifted by (dy, dx) in [-pad, pad]^2, drawn per image over the whole range."""
+    n, pad = 400, 2
+    # distinct non-zero pixel values: a window of the padded image identifies its shift uniquely
+    images = (np.arange(n * 6 * 6, dtype=np.float32) + 1).reshape(n, 6, 6, 1)
+    out = pad_and_random_crop(tf.constant(images), pad, SEED).numpy()
+    assert out.shape == images.shape
+    shifts = _window_offsets(images, out, pad)
+    assert None not in shifts  # every output is a shifted copy of its own input
+    dy, dx = np.array(shifts).T
+    # shifted copies, not the identity, and independently per image (not one window per batch)
+    assert (np.array(shifts) != 0).any(axis=1).mean() > 0.7
+    assert len(set(shifts)) == (2 * pad + 1) ** 2  # all 25 shifts occur
+    for d in (dy, dx):
+        counts = np.bincount(d + pad, minlength=2 * pad + 1)
+        assert len(counts) == 2 * pad + 1 and counts.min() > 0.6 * n / (2 * pad + 1), counts  # about uniform
+    # a shift (dy, dx) = (pad, pad) reads images[y + pad, x + pad]: content moved up-left, zeros shifted in
+    i = int(np.argmax((dy == pad) & (dx == pad)))
+    assert (out[i, -pad:] == 0).all() and (out[i, :, -pad:] == 0).all()
+    np.testing.assert_array_equal(out[i, :-pad, :-pad], images[i, pad:, pad:])
+    # another seed, other shifts; pad 0 is the identity
+    assert not np.array_equal(pad_and_random_crop(tf.constant(images), pad, SEED + 1).numpy(), out)
+    np.testing.assert_array_equal(pad_and_random_crop(tf.constant(images), 0, SEED).numpy(), images)
 
 
-def test_random_resized_crop_shape():
-    out = random_resized_crop(tf.random.uniform([3, 20, 20, 3]), (8, 8), (0.2, 1.0), (0.75, 1.33), SEED)
-    assert out.shape == (3, 8, 8, 3)
+def _coordinate_image(n, side):
+    """[n, side, side, 3]: channel 0 = row index, channel 1 = column index (bilinear resampling keeps it exact)."""
+    rows, cols = np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32), indexing="ij")
+    image = np.stack([rows, cols, np.zeros_like(rows)], -1)
+    return np.repeat(image[None], n, axis=0)
+
+
+def _crop_boxes(out, side):
+    """(top, left, height, width) of each crop as fractions of the source side, read from the coordinates."""
+    top, left = out[:, 0, 0, 0] / (side - 1), out[:, 0, 0, 1] / (side - 1)
+    height = (out[:, -1, 0, 0] - out[:, 0, 0, 0]) / (side - 1)
+    width = (out[:, 0, -1, 1] - out[:, 0, 0, 1]) / (side - 1)
+    return top, left, height, width
+
+
+def test_random_resized_crop_area_and_aspect_bounds():
+    n, side = 300, 101
+    scale, ratio = (0.2, 0.5), (1.0, 2.0)  # ratio = width / height, deliberately not symmetric around 1
+    images = _coordinate_image(n, side)
+    out = random_resized_crop(tf.constant(images), (9, 9), scale, ratio, SEED).numpy()
+    assert out.shape == (n, 9, 9, 3)
+    top, left, height, width = _crop_boxes(out, side)
+    # a sampled window: rows and columns evenly spaced inside it (an axis-aligned box, resized)
+    steps = (side - 1) / 8
+    np.testing.assert_allclose(np.diff(out[:, :, 0, 0], axis=1) - (height * steps)[:, None], 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.diff(out[:, 0, :, 1], axis=1) - (width * steps)[:, None], 0.0, atol=1e-3)
+    area, aspect = height * width, width / height
+    assert area.min() >= scale[0] - 1e-4 and area.max() <= scale[1] + 1e-4, (area.min(), area.max())
+    assert aspect.min() >= ratio[0] - 1e-4 and aspect.max() <= ratio[1] + 1e-4, (aspect.min(), aspect.max())
+    # the draws span the ranges (not one fixed box), and every box lies inside the image
+    assert area.min() < 0.23 and area.max() > 0.47 and aspect.min() < 1.1 and aspect.max() > 1.8
+    assert top.min() >= -1e-5 and left.min() >= -1e-5
+    assert (top + height).max() <= 1 + 1e-5 and (left + width).max() <= 1 + 1e-5
+    assert top.std() > 0.05 and left.std() > 0.05  # the position is random too
+    # boxes that would not fit are clipped to the image, keeping the aspect within range
+    wide = random_resized_crop(tf.constant(images[:50]), (9, 9), (0.9, 1.0), (0.75, 1.3333), SEED).numpy()
+    top, left, height, width = _crop_boxes(wide, side)
+    assert height.max() <= 1 + 1e-5 and width.max() <= 1 + 1e-5 and (height * width).min() > 0.74
+    assert (width / height).min() >= 0.75 - 1e-4 and (width / height).max() <= 1.3333 + 1e-4
 
 
 def test_mixup_and_cutmix_mix_labels_and_weights_consistently():

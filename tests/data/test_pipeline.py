@@ -6,7 +6,7 @@ import pytest
 
 from keras_resnet.data import AugmentConfig, DataConfig, build_datasets, inference_images, representative_images
 from keras_resnet.data.pipeline import class_weights
-from keras_resnet.data.preprocess import make_spec, normalize
+from keras_resnet.data.preprocess import normalize
 from keras_resnet.data.sources import BadImageError
 
 NO_AUG = AugmentConfig(enabled=False)
@@ -30,12 +30,14 @@ def test_folder_datasets_shapes_labels_and_holdout(folder, corpus):
     assert data.class_counts["val"] == {"a": 2, "b": 2, "c": 2}
     assert data.image_size == (8, 8) and data.preprocessing["mode"] == "unit"
     x, y = _all(data.train)
-    assert x.shape == (12, 8, 8, 3) and x.dtype == np.float32 and y.shape == (12, 3)
+    # un-normalised uint8 (the model normalises): pad-crop + flip keep pixels exact
+    assert x.shape == (12, 8, 8, 3) and x.dtype == np.uint8 and y.shape == (12, 3)
     np.testing.assert_allclose(y.sum(1), 1.0)
     # label mapping: each image's colour is its class colour
-    colours = np.array(corpus.COLOURS[:3]) / 255.0
-    np.testing.assert_allclose(x[:, 0, 0, :], colours[y.argmax(1)], atol=1e-6)
+    colours = np.array(corpus.COLOURS[:3])
+    np.testing.assert_array_equal(x[:, 4, 4, :], colours[y.argmax(1)])
     xt, yt = _all(data.test)
+    assert xt.dtype == np.uint8
     assert yt.argmax(1).tolist() == [0, 0, 1, 1, 2, 2]
     assert data.fingerprint["split_sizes"]["train"] == 12 and len(data.fingerprint["sha256"]) == 16
 
@@ -47,7 +49,8 @@ def test_dataset_normalization_stats_from_train(tmp_path, corpus):
     np.testing.assert_allclose(data.preprocessing["mean"], colours.mean(0), atol=1e-4)
     np.testing.assert_allclose(data.preprocessing["std"], colours.std(0), atol=1e-3)
     x, _ = _all(data.train)
-    np.testing.assert_allclose(x.reshape(-1, 3).mean(0), 0.0, atol=1e-4)
+    normalised = normalize(x.astype("float32"), data.preprocessing).numpy()  # what the model's first layer does
+    np.testing.assert_allclose(normalised[:, 2:-2, 2:-2].reshape(-1, 3).mean(0), 0.0, atol=1e-4)
 
 
 def test_image_size_resizes(folder):
@@ -139,21 +142,71 @@ def test_representative_and_inference_images(folder, corpus):
     pairs = list(inference_images(config, "test").as_numpy_iterator())
     assert [int(y) for _, y in pairs] == [0, 0, 1, 1, 2, 2]
     np.testing.assert_array_equal(pairs[0][0][0, 0], corpus.COLOURS[0])
-    # the one preprocessing: un-normalised images + normalize == the eval pipeline
+    # the eval pipeline delivers exactly these un-normalised pixels (the model normalises)
     data = build_datasets(config, seed=0)
     xt, _ = _all(data.test)
-    np.testing.assert_allclose(normalize(np.stack([p[0] for p in pairs]).astype("float32"), data.preprocessing).numpy(), xt, atol=1e-6)
+    np.testing.assert_array_equal(np.stack([p[0] for p in pairs]), xt)
     assert len(list(inference_images(config, "test", count=2))) == 2
     with pytest.raises(ValueError, match="'val'"):
         inference_images(config, "val")
 
 
-def test_disk_cache(folder, tmp_path):
-    data = build_datasets(_config(folder, cache="disk", cache_dir=str(tmp_path / "cache")), seed=0)
-    first = _all(data.test)[0]
-    assert any((tmp_path / "cache").iterdir())
-    np.testing.assert_array_equal(first, _all(data.test)[0])
-    make_spec("unit", 8)
+def test_disk_cache_is_written_and_read_back_by_a_later_build(folder, tmp_path, corpus):
+    config = _config(folder, cache="disk", cache_dir=str(tmp_path / "cache"))
+    first = _all(build_datasets(config, seed=0).test)[0]
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(name.startswith("ds-") and "-test-8x8" in name for name in names), names
+    # Repaint the test images in place (same paths and labels: the same cache key). A new build
+    # reads the decoded pixels from the disk cache, not from the files; a memory cache decodes anew.
+    for path in (folder / "test").rglob("*.png"):
+        corpus.write_image(path, (0, 0, 0))
+    np.testing.assert_array_equal(_all(build_datasets(config, seed=0).test)[0], first)
+    repainted = _all(build_datasets(_config(folder, cache="memory"), seed=0).test)[0]
+    assert not np.allclose(repainted, first) and np.allclose(repainted, repainted.flat[0])
+
+
+def _ramp_folder(root, side, per_class):
+    """Identical ``side`` x ``side`` PNGs whose red channel ramps down the rows and green along the columns."""
+    from PIL import Image
+
+    rows, cols = np.meshgrid(np.linspace(0, 255, side), np.linspace(0, 255, side), indexing="ij")
+    ramp = np.stack([rows, cols, np.full_like(rows, 128)], -1).round().astype("uint8")
+    for split, count in (("train", per_class), ("test", 1)):
+        for cls in ("a", "b", "c"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(ramp).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_images_above_64_px_take_the_random_resized_crop_path(tmp_path):
+    """80 px images, crop "auto": cached at 91 px, each training image a random window of area 8-100% and aspect 3/4-4/3."""
+    from keras_resnet.data.augment import base_size, crop_mode
+
+    aug = AugmentConfig(horizontal_flip=False)  # crop "auto", default resized_scale / resized_ratio
+    assert crop_mode(aug, (80, 80)) == "resized" and base_size(aug, (80, 80)) == (91, 91)
+    root = _ramp_folder(tmp_path / "ds", side=80, per_class=8)
+    data = build_datasets(_config(root, deterministic=True, augment=aug), seed=0)
+    assert data.image_size == (80, 80)
+    x, _ = _all(data.train)
+    xt, _ = _all(data.test)
+    assert x.shape == (24, 80, 80, 3) and xt.shape == (3, 80, 80, 3)
+    # The ramps turn a crop's extent into value differences; ratios to the whole (test) image
+    # cancel whatever normalisation the pipeline applies.
+    full_h = xt[0, -1, :, 0].mean() - xt[0, 0, :, 0].mean()
+    full_w = xt[0, :, -1, 1].mean() - xt[0, :, 0, 1].mean()
+    height = (x[:, -1, :, 0].mean(1) - x[:, 0, :, 0].mean(1)) / full_h
+    width = (x[:, :, -1, 1].mean(1) - x[:, :, 0, 1].mean(1)) / full_w
+    area, aspect = height * width, width / height
+    assert area.min() >= 0.08 * 0.9 and area.max() <= 1.03, area
+    assert aspect.min() >= 0.75 * 0.95 and aspect.max() <= 1.3333 * 1.05, aspect
+    assert area.min() < 0.5 and area.std() > 0.1, area  # zoomed-in windows of random size, not a plain resize
+    # inside a crop the ramp stays a ramp: rows evenly spaced, as one window resized
+    profile = x[:, :, :, 0].mean(2)
+    steps = np.diff(profile, axis=1)
+    np.testing.assert_allclose(steps - steps.mean(1, keepdims=True), 0.0, atol=0.02 * np.abs(full_h))
+    # the model-size eval images are the whole image, untouched by augmentation
+    np.testing.assert_allclose(xt[0, :, 0, 0] - xt[0, 0, 0, 0], np.linspace(0, 1, 80) * full_h, atol=0.01 * np.abs(full_h))
 
 
 def _noise_folder(root, per_class=4, size=16, classes=("a", "b", "c")):

@@ -81,6 +81,18 @@ def test_decode_converts_to_rgb_uint8(mode):
         np.testing.assert_allclose(out.numpy()[0, 0], [100, 150, 200], atol=6)  # palette quantises
     if mode == "I;16":
         assert abs(int(out.numpy()[0, 0, 0]) - 40000 // 257) <= 1
+    if mode == "L":  # PIL's luma of (100, 150, 200), replicated to R, G and B
+        np.testing.assert_array_equal(out.numpy(), np.full((4, 5, 3), np.asarray(image)[0, 0]))
+        assert abs(int(np.asarray(image)[0, 0]) - round(0.299 * 100 + 0.587 * 150 + 0.114 * 200)) <= 1
+
+
+def test_decode_replicates_a_grayscale_gradient_to_every_channel():
+    gray = (np.arange(6 * 7).reshape(6, 7) * 6).astype(np.uint8)  # every pixel different: the layout is checked too
+    for fmt in ("PNG", "BMP"):
+        out = decode_image(_encode(Image.fromarray(gray, mode="L"), fmt)).numpy()
+        assert out.shape == (6, 7, 3)
+        for channel in range(3):
+            np.testing.assert_array_equal(out[..., channel], gray)
 
 
 def test_resize_for_eval_and_inference_preprocess():

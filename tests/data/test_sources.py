@@ -1,5 +1,7 @@
 """sources.py: image folders, TFDS (local builder, no network), offline resolution, stratified holdout."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -123,11 +125,78 @@ def test_default_lookup_env_var_and_shared_dir(tmp_path, monkeypatch, corpus):
     assert source.kind == "folder" and source.class_names == ["a", "b"]
 
 
+def _closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_network_probe_reports_unreachable_host_and_passes_a_reachable_one(monkeypatch):
+    """The real probe (`_offline_reason`), against local sockets only."""
+    import socket
+
+    port = _closed_port()
+    monkeypatch.setattr(sources, "NETWORK_PROBE", ("127.0.0.1", port))
+    started = time.monotonic()
+    reason = sources._offline_reason(timeout=2.0)
+    assert time.monotonic() - started < 1.0  # a refused connection answers at once
+    assert reason.startswith(f"no network: cannot reach 127.0.0.1:{port} (") and "refused" in reason.lower(), reason
+    with socket.socket() as server:  # a listening port: online
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        monkeypatch.setattr(sources, "NETWORK_PROBE", server.getsockname())
+        assert sources._offline_reason(timeout=2.0) is None
+
+
+def test_network_probe_gives_up_after_its_timeout(monkeypatch):
+    """A host that never answers: the probe returns "no network" once its timeout has passed, not later."""
+    import socket
+
+    # A listening socket whose backlog is full does not complete new handshakes: connect() hangs
+    # (on Linux the SYN is dropped), exactly like an unroutable address, but without any network.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.getsockname())
+        fillers.append(filler)
+    monkeypatch.setattr(sources, "NETWORK_PROBE", server.getsockname())
+    try:
+        started = time.monotonic()
+        reason = sources._offline_reason(timeout=0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in (*fillers, server):
+            sock.close()
+    assert reason is not None and reason.startswith("no network: cannot reach 127.0.0.1:"), reason
+    assert "timed out" in reason and 0.4 < elapsed < 2.0, (reason, elapsed)
+
+
 def test_offline_download_is_skipped_quickly(tmp_path, monkeypatch):
+    """No local copy, download allowed, no network: the real probe fails fast and TFDS never starts a download."""
+    import tensorflow_datasets as tfds
+
+    def download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare was called although the probe found no network")
+
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sources, "_offline_reason", lambda: "no network: test")
-    with pytest.raises(DatasetUnavailableError, match="skipped: no network"):
+    port = _closed_port()
+    monkeypatch.setattr(sources, "NETWORK_PROBE", ("127.0.0.1", port))
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download)
+    started = time.monotonic()
+    with pytest.raises(DatasetUnavailableError) as info:
         resolve_source("cifar10", tfds_data_dir=str(tmp_path / "tfds"), download=True)
+    assert time.monotonic() - started < 10.0  # listing local candidates and the TFDS builder, plus one refused connect
+    message = str(info.value)
+    assert f"TFDS download (skipped: no network: cannot reach 127.0.0.1:{port}" in message, message
+    assert "--data-dir" in message  # and what to do instead
+    assert sources._offline_reason.__defaults__ == (3.0,)  # the probe resolve_source runs waits 3 s at most
 
 
 def test_missing_data_dir_names_it(tmp_path):

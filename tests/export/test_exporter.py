@@ -46,14 +46,14 @@ def _copy_good_export(source, output):
 
 
 def _break_preprocessing(monkeypatch):
-    """Artifacts built now skip the dataset normalisation (mean 0, std 255): a classic export bug."""
+    """Artifacts built now scale pixels to [0, 1] before the model (a classic double-normalisation bug)."""
     import keras_resnet.export.serving as serving
-    from keras_resnet.data.preprocess import inference_preprocess
+    from keras_resnet.data.preprocess import resize_for_eval
 
-    def wrong(images, spec):
-        return inference_preprocess(images, {**spec, "mean": [0.0] * 3, "std": [255.0] * 3})
+    def wrong(images, size):
+        return resize_for_eval(images, size) / 255.0
 
-    monkeypatch.setattr(serving, "inference_preprocess", wrong)
+    monkeypatch.setattr(serving, "resize_for_eval", wrong)
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "savedmodel"])
@@ -77,6 +77,24 @@ def test_broken_export_fails_the_gate_and_keeps_the_good_artifact(exports, tiny_
     )
     assert json.loads(rejected_report.read_text())["passed"] is False
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_keras_gate_compares_the_reloaded_file_and_can_fail(tiny_run, tmp_path, monkeypatch):
+    """The .keras export is checked by reloading the written file: one that lost its preprocessing fails."""
+    import keras
+    from tiny_run import legacy_copy
+
+    import keras_resnet.export.exporter as exporter
+
+    legacy = legacy_copy(tiny_run, tmp_path / "legacy")  # the backbone alone: takes normalised input
+
+    def save_backbone_only(model, path):
+        keras.saving.load_model(legacy / "model.keras", compile=False).save(path)
+
+    monkeypatch.setattr(exporter, "_save_keras", save_backbone_only)
+    with pytest.raises(ExportParityError, match="parity gate"):
+        export_model(tiny_run.run_dir, "keras", output=tmp_path / "out" / "model.keras", images=tiny_run.heldout)
+    assert not (tmp_path / "out" / "model.keras").exists()
 
 
 def test_interrupted_export_leaves_previous_artifact_and_no_temp_files(exports, tiny_run, tmp_path, monkeypatch):
@@ -107,7 +125,7 @@ def test_savedmodel_reexport_replaces_directory(exports, tiny_run):
 
 def test_bad_arguments_fail_before_any_work(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="format must be one of"):
-        export_model(tiny_run.run_dir, "onnx")
+        export_model(tiny_run.run_dir, "pdf")
     with pytest.raises(ValueError, match="tflite only"):
         export_model(tiny_run.run_dir, "savedmodel", "int8")
     with pytest.raises(ValueError, match="'.tflite' file"):

@@ -34,9 +34,9 @@ def _kinds(tiny_run, exports):
 def test_model_kind_recognises_every_artifact(tiny_run, exports, tmp_path):
     kinds = {name: model_kind(path) for name, path in _kinds(tiny_run, exports).items()}
     assert kinds == {"run": "keras", "keras": "keras", "savedmodel": "savedmodel", "tflite": "tflite", "tflite_int8": "tflite"}
-    (tmp_path / "model.onnx").write_bytes(b"")
+    (tmp_path / "model.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="Cannot tell"):
-        model_kind(tmp_path / "model.onnx")
+        model_kind(tmp_path / "model.bin")
     with pytest.raises(FileNotFoundError):
         model_kind(tmp_path / "missing.tflite")
 

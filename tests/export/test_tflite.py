@@ -43,6 +43,6 @@ def test_other_image_sizes_are_resized_on_the_host(exports, tiny_run):
 def test_int8_needs_representative_images_and_quantize_is_checked(tiny_run):
     runner = load_keras_runner(tiny_run.run_dir)
     with pytest.raises(ValueError, match="representative"):
-        convert_to_tflite(runner.model, runner.spec, runner.labels, "int8")
+        convert_to_tflite(runner.model, (32, 32), runner.labels, "int8")
     with pytest.raises(ValueError, match="quantize must be one of"):
         check_quantize("int4")

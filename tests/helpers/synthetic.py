@@ -34,7 +34,8 @@ def make_datasets(n_train: int = 24, n_val: int = 6, n_test: int = 9, batch: int
         val=ds(n_val, 2),
         test=ds(n_test, 3),
         class_names=list(CLASS_NAMES),
-        preprocessing={"mode": "unit", "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0],
+        # identity normalisation: the arrays are already centred (the model's first layer is a no-op)
+        preprocessing={"mode": "dataset", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
                        "image_size": [size, size]},
         image_size=(size, size),
         split_sizes={"train": n_train, "val": n_val, "test": n_test},

@@ -21,9 +21,18 @@ def test_head_layers_and_hidden_units():
 
 
 def test_logits_head():
-    model = kr.build_resnet("resnet20", num_classes=3, classifier_activation=None, width_multiplier=0.25)
-    out = model.predict(IMAGES, verbose=0)
-    assert not np.allclose(out.sum(axis=1), 1.0)
+    """classifier_activation=None: the same network, its outputs the pre-softmax logits."""
+    keras.utils.set_random_seed(0)
+    logits_model = kr.build_resnet("resnet20", num_classes=3, classifier_activation=None, width_multiplier=0.25)
+    softmax_model = kr.build_resnet("resnet20", num_classes=3, width_multiplier=0.25)
+    assert logits_model.get_layer("predictions").get_config()["activation"] == "linear"
+    softmax_model.set_weights(logits_model.get_weights())
+    logits = logits_model.predict(IMAGES, verbose=0).astype("float64")
+    probs = softmax_model.predict(IMAGES, verbose=0).astype("float64")
+    # probabilities not saturated at 1 (so a scaled "logit" would show), logits not normalised
+    assert probs.max() < 0.999 and not np.allclose(logits.sum(1), 1.0), (logits, probs)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("pooling, shape", [(None, (None, 8, 8, 64)), ("avg", (None, 64)), ("max", (None, 64))])

@@ -1,5 +1,6 @@
 """The model table: names, parameter counts pinned, argument errors."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -58,7 +59,14 @@ def test_cifar_resnet20_is_the_papers_027m_with_option_a_shortcuts():
     assert model.input.shape == (None, 32, 32, 3)
     # Option A: parameter-free shortcuts, so no 1x1 projection convolutions at all.
     assert not [layer.name for layer in model.layers if layer.name.endswith("_0_conv")]
-    assert model.get_layer("conv3_block1_0_pad") is not None
+    # The stage-entry shortcut is x[:, ::2, ::2] with zero channels appended, added to the residual branch.
+    names = ("conv2_block3_out", "conv3_block1_0_pad", "conv3_block1_2_bn", "conv3_block1_add")
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    block_in, shortcut, residual, added = probe.predict(np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32), verbose=0)
+    assert block_in.shape == (2, 32, 32, 16) and shortcut.shape == (2, 16, 16, 32)
+    np.testing.assert_array_equal(shortcut[..., :16], block_in[:, ::2, ::2, :])
+    np.testing.assert_array_equal(shortcut[..., 16:], 0.0)
+    np.testing.assert_allclose(added, shortcut + residual, rtol=1e-6, atol=1e-6)
 
 
 def test_custom_cifar_depth():

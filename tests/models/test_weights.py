@@ -2,6 +2,7 @@
 behaviour offline, and the torchvision -> kresnet converter."""
 
 import hashlib
+import sys
 
 import h5py
 import keras
@@ -11,8 +12,11 @@ from click.testing import CliRunner
 
 from keras_resnet import build_resnet
 from keras_resnet.cli import main
+from keras_resnet.cli import weights as cli_weights
+from keras_resnet.models import weight_cache
 from keras_resnet.models import weights as W
 from keras_resnet.runs import atomic_save_model
+from torchvision_state import set_by_hand, torchvision_state_dict  # tests/helpers
 
 
 def tiny(num_classes=3, **kwargs):
@@ -137,7 +141,7 @@ def test_imagenet_keras_applications_file_from_cache(tmp_path, monkeypatch):
     from keras.src.legacy.saving import legacy_h5_format
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(W, "_download", lambda *a, **k: pytest.fail("must not download when cached"))
+    monkeypatch.setattr(weight_cache, "_download", lambda *a, **k: pytest.fail("must not download when cached"))
     reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(32, 32, 3))
     file_name, _, _ = W.keras_applications_file("resnet50", include_top=False)
     path = tmp_path / "models" / file_name
@@ -169,7 +173,7 @@ def test_imagenet_offline_error_names_url_and_cache_path(tmp_path, monkeypatch):
     def offline(file_name, url, file_hash, cache_dir):
         raise Exception(f"URL fetch failure on {url}: None -- [Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(W, "_download", offline)
+    monkeypatch.setattr(weight_cache, "_download", offline)
     with pytest.raises(W.PretrainedWeightsUnavailable) as info:
         build_resnet("resnet50", num_classes=10, weights="imagenet")
     message = str(info.value)
@@ -180,80 +184,57 @@ def test_imagenet_offline_error_names_url_and_cache_path(tmp_path, monkeypatch):
         W.imagenet_weights_file(W.get_spec("resnet152_v2"), include_top=True)
 
 
-def test_resnet18_imagenet_missing_explains_conversion(tmp_path, monkeypatch):
+def test_resnet34_imagenet_offline_names_url_cache_paths_and_convert_command(tmp_path, monkeypatch):
+    """Nothing cached and the download fails: one error with everything needed to do it by hand."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(W.TORCHVISION_URL_ENV, raising=False)
+    calls = []
+
+    def offline(file_name, url, file_hash, cache_dir):
+        calls.append(url)
+        raise Exception(f"URL fetch failure on {url}: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(weight_cache, "_download", offline)
     with pytest.raises(W.PretrainedWeightsUnavailable) as info:
         W.imagenet_weights_file(W.get_spec("resnet34"))
     message = str(info.value)
+    assert calls == ["https://download.pytorch.org/models/resnet34-b627a593.pth"]
+    assert calls[0] in message
+    assert str(tmp_path / "models" / "resnet34-b627a593.pth") in message
     assert "kresnet convert-weights resnet34" in message
     assert str(tmp_path / "models" / "kresnet" / "resnet34_imagenet.weights.h5") in message
+
+
+def test_torchvision_file_names_carry_their_sha256_prefix(monkeypatch):
+    monkeypatch.delenv(W.TORCHVISION_URL_ENV, raising=False)
+    assert W.torchvision_file("resnet18") == (
+        "resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd"
+    )
+    monkeypatch.setenv(W.TORCHVISION_URL_ENV, "http://127.0.0.1:9/mirror")
+    assert W.torchvision_file("resnet34")[1] == "http://127.0.0.1:9/mirror/resnet34-b627a593.pth"
+    with pytest.raises(ValueError, match=r"'resnet18\.pth' carries no SHA-256 prefix"):
+        W.sha256_prefix("resnet18.pth")
+    # The CLI keeps its own copy of the list (it must not import Keras): the two agree.
+    assert cli_weights.CONVERTIBLE_MODELS == W.CONVERTIBLE_MODELS == tuple(W.TORCHVISION_FILES)
 
 
 # ----------------------------------------------------------------------- converter
 
 
-def torchvision_state_dict(blocks=(2, 2, 2, 2), seed=0):
-    """Random arrays with torchvision ResNet-18's key names and shapes."""
-    rng = np.random.default_rng(seed)
-    state = {}
-
-    def conv(key, out_ch, in_ch, k):
-        state[f"{key}.weight"] = rng.normal(0, (2 / (in_ch * k * k)) ** 0.5, (out_ch, in_ch, k, k)).astype("float32")
-
-    def bn(key, ch):
-        state[f"{key}.weight"] = rng.uniform(0.5, 1.5, ch).astype("float32")
-        state[f"{key}.bias"] = rng.normal(0, 0.1, ch).astype("float32")
-        state[f"{key}.running_mean"] = rng.normal(0, 0.1, ch).astype("float32")
-        state[f"{key}.running_var"] = rng.uniform(0.5, 1.5, ch).astype("float32")
-        state[f"{key}.num_batches_tracked"] = np.array(100, dtype=np.int64)
-
-    conv("conv1", 64, 3, 7)
-    bn("bn1", 64)
-    in_ch = 64
-    for stage, (n, ch) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
-        for block in range(n):
-            key = f"layer{stage}.{block}"
-            conv(f"{key}.conv1", ch, in_ch, 3)
-            bn(f"{key}.bn1", ch)
-            conv(f"{key}.conv2", ch, ch, 3)
-            bn(f"{key}.bn2", ch)
-            if block == 0 and stage > 1:
-                conv(f"{key}.downsample.0", ch, in_ch, 1)
-                bn(f"{key}.downsample.1", ch)
-            in_ch = ch
-    state["fc.weight"] = rng.normal(0, 0.05, (1000, 512)).astype("float32")
-    state["fc.bias"] = rng.normal(0, 0.05, 1000).astype("float32")
-    return state
-
-
-def set_by_hand(model, state):
-    """Independent of the converter: every tensor placed by explicit name."""
-    model.get_layer("conv1_conv").set_weights([state["conv1.weight"].transpose(2, 3, 1, 0)])
-    bn = ("weight", "bias", "running_mean", "running_var")
-    model.get_layer("conv1_bn").set_weights([state[f"bn1.{p}"] for p in bn])
-    for stage in range(1, 5):
-        block = 0
-        while f"layer{stage}.{block}.conv1.weight" in state:
-            torch_key, ours = f"layer{stage}.{block}", f"conv{stage + 1}_block{block + 1}"
-            for z in (1, 2):
-                kernel = state[f"{torch_key}.conv{z}.weight"]
-                model.get_layer(f"{ours}_{z}_conv").set_weights([np.transpose(kernel, (2, 3, 1, 0))])
-                model.get_layer(f"{ours}_{z}_bn").set_weights([state[f"{torch_key}.bn{z}.{p}"] for p in bn])
-            if f"{torch_key}.downsample.0.weight" in state:
-                kernel = state[f"{torch_key}.downsample.0.weight"]
-                model.get_layer(f"{ours}_0_conv").set_weights([np.transpose(kernel, (2, 3, 1, 0))])
-                model.get_layer(f"{ours}_0_bn").set_weights([state[f"{torch_key}.downsample.1.{p}"] for p in bn])
-            block += 1
-    model.get_layer("predictions").set_weights([state["fc.weight"].T, state["fc.bias"]])
-
-
-def test_converter_matches_hand_assignment(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_converter_matches_hand_assignment(tmp_path, monkeypatch, fmt):
+    """``kresnet convert-weights`` on a .safetensors file, and on a .pth read without torch."""
     from safetensors.numpy import save_file
+    from torch_pth import write_pth  # tests/helpers: torch.save's format, written without torch
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "cache"))
     state = torchvision_state_dict()
-    checkpoint = tmp_path / "resnet18.safetensors"
-    save_file(state, str(checkpoint))
+    checkpoint = tmp_path / f"resnet18.{fmt}"
+    if fmt == "pth":
+        monkeypatch.setitem(sys.modules, "torch", None)  # the torch-free reader, also where torch is installed
+        write_pth(checkpoint, state)  # with num_batches_tracked as int64, as torchvision has it
+    else:
+        save_file(state, str(checkpoint))
 
     result = CliRunner().invoke(main, ["convert-weights", "resnet18", str(checkpoint)])
     assert result.exit_code == 0, result.output
@@ -271,20 +252,30 @@ def test_converter_matches_hand_assignment(tmp_path, monkeypatch):
     assert [name for name, _ in report.skipped] == ["predictions"]
 
 
-def test_converter_rejects_foreign_keys_and_pth_without_torch(tmp_path):
+def test_converter_rejects_foreign_keys_and_other_models(tmp_path):
     state = torchvision_state_dict()
     state["layer1.0.se.fc1.weight"] = np.zeros((4, 64), np.float32)
     with pytest.raises(ValueError, match=r"layer1\.0\.se\.fc1\.weight"):
         W.convert_torch_state_dict(state)
     with pytest.raises(ValueError, match="resnet18, resnet34"):
         W.convert_weights("resnet50", tmp_path / "x.safetensors")
+    incomplete = torchvision_state_dict()
+    del incomplete["fc.weight"], incomplete["layer2.0.bn1.running_var"]
+    with pytest.raises(ValueError, match=r"conv3_block1_1_bn lacks \['running_var'\]"):
+        W.convert_torch_state_dict(incomplete)
+    with pytest.raises(ValueError, match=r"predictions lacks \['weight'\] in the checkpoint \(it has \['bias'\]\)"):
+        W.convert_torch_state_dict({"fc.bias": np.ones(3, np.float32)})
+
+
+def test_pth_without_torch_goes_through_the_restricted_reader(tmp_path, monkeypatch):
+    """With torch absent (forced, also where it is installed), .pth files are read by our reader."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     pth = tmp_path / "resnet18.pth"
     pth.write_bytes(b"not really")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        result = CliRunner().invoke(main, ["convert-weights", "resnet18", str(pth), "-o", str(tmp_path / "o.weights.h5")])
-        assert result.exit_code != 0 and "needs PyTorch" in result.output
+    result = CliRunner().invoke(main, ["convert-weights", "resnet18", str(pth), "-o", str(tmp_path / "o.weights.h5")])
+    assert result.exit_code != 0
+    assert "not a zip-format torch checkpoint" in result.output and str(pth) in result.output
+    assert not (tmp_path / "o.weights.h5").exists()
 
 
 def test_converter_rejects_wrong_depth(tmp_path):

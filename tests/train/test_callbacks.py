@@ -59,3 +59,73 @@ def test_save_failing_midway_leaves_old_checkpoint_loadable(tmp_path, monkeypatc
     kernel = keras.models.load_model(tmp_path / runs.MODEL_FILE).get_layer("predictions").kernel
     np.testing.assert_array_equal(np.asarray(kernel), np.ones((2, 2)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "model.keras"]  # no temp files left
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bar_becomes_one_line_per_epoch_when_stdout_is_not_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from keras_resnet.train.callbacks import fit_verbosity
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert fit_verbosity("bar", _Stream(True)) == 1
+    assert fit_verbosity("bar", _Stream(False)) == 2
+    assert fit_verbosity("bar", io.StringIO()) == 2
+    assert fit_verbosity("epoch", _Stream(True)) == 2 and fit_verbosity("none", _Stream(True)) == 0
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # a notebook renders the bar
+    assert fit_verbosity("bar", io.StringIO()) == 1
+
+
+def test_redirected_one_epoch_log_is_one_line(tmp_path):
+    """Keras' bar, redirected, writes a redraw per step; verbose 2 writes one line per epoch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, keras\n"
+        "from keras_resnet.train.callbacks import fit_verbosity\n"
+        "m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]); m.compile('sgd', 'mse')\n"
+        "m.fit(np.zeros((64, 2)), np.zeros((64, 1)), batch_size=1, epochs=1, verbose=fit_verbosity('bar'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout
+    assert out.count("\n") == 1 and "\b" not in out and "\r" not in out, repr(out[:300])
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_backup_resumes_fit_and_the_next_fit_starts_at_its_own_initial_epoch(tmp_path):
+    """Two phases on one model: phase 1 resumed from its backup must not shift where phase 2 starts."""
+    from keras_resnet.train.callbacks import AtomicBackupAndRestore
+
+    x, y = np.zeros((4, 2), "float32"), np.zeros((4, 2), "float32")
+    model = tiny_model(1.0)
+    model.compile("sgd", "mse")
+    first = AtomicBackupAndRestore(tmp_path / "head", delete_checkpoint=False)
+    model.fit(x, y, epochs=1, callbacks=[first], verbose=0)  # phase 1 interrupted after its first epoch
+    assert first.restored_epoch == 1 and sorted(p.name for p in (tmp_path / "head").iterdir()) == [
+        "epoch-1.weights.h5", "training_metadata.json"]
+
+    resumed, recorder = AtomicBackupAndRestore(tmp_path / "head", delete_checkpoint=False), _EpochRecorder()
+    model.fit(x, y, epochs=2, callbacks=[resumed, recorder], verbose=0)
+    assert recorder.epochs == [1] and resumed.restored_epoch == 2
+    assert sorted(p.name for p in (tmp_path / "head").iterdir()) == ["epoch-2.weights.h5", "training_metadata.json"]
+
+    phase2, recorder = AtomicBackupAndRestore(tmp_path / "finetune"), _EpochRecorder()
+    model.fit(x, y, initial_epoch=2, epochs=4, callbacks=[phase2, recorder], verbose=0)
+    assert recorder.epochs == [2, 3]  # Keras' BackupAndRestore left epoch 1 behind: [1, 2, 3]
+    assert not (tmp_path / "finetune").exists()  # delete_checkpoint=True
