@@ -148,24 +148,32 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def bench_cifar(args) -> list[dict]:
     from keras_resnet.export import ExportParityError, export_model
     from keras_resnet.export.runners import OnnxRunner, SavedModelRunner, TFLiteRunner, load_keras_runner
-    from keras_resnet.export.sources import collect_images, run_data_config
+    from keras_resnet.export.sources import collect_images
+    from keras_resnet.runs import load_run
 
     run_dir = Path(args.run_dir) if args.run_dir else train_quick_run(
         args.data_dir, Path(args.work_dir) / "resnet20-cifar10", args.train_images, args.epochs
     )
     from keras_resnet.data.pipeline import inference_images
 
-    images, labels = collect_images(inference_images(run_data_config(run_dir), "test", count=args.test_images), args.test_images)
+    images, labels = collect_images(inference_images(load_run(run_dir).data_config(), "test", count=args.test_images), args.test_images)
     images, labels = np.stack(images), np.asarray(labels)
     print(f"CIFAR-10 test images: {len(images)}")
     keras_runner = load_keras_runner(run_dir)
-    entries = [("keras (eager)", keras_runner, run_dir / "model.keras"), ("keras (tf.function)", CompiledKerasRunner(keras_runner), run_dir / "model.keras")]
-    formats = (("savedmodel", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none"))
+    entries = [
+        ("keras (eager)", keras_runner, run_dir / "model.keras"),
+        ("keras (tf.function)", CompiledKerasRunner(keras_runner), run_dir / "model.keras"),
+    ]
+    formats = (
+        ("savedmodel", "none"), ("tflite", "none"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "none"),
+    )
     for fmt, quantize in formats:
         start = time.perf_counter()
-        name = {"savedmodel": "savedmodel", "onnx": "onnx (onnxruntime)"}.get(fmt, f"tflite {'fp32' if quantize == 'none' else quantize}")
+        tflite_name = f"tflite {'fp32' if quantize == 'none' else quantize}"
+        name = {"savedmodel": "savedmodel", "onnx": "onnx (onnxruntime)"}.get(fmt, tflite_name)
         try:
-            result = export_model(run_dir, fmt, quantize, parity_samples=args.parity_samples, representative_samples=args.representative_samples)
+            result = export_model(run_dir, fmt, quantize, parity_samples=args.parity_samples,
+                                  representative_samples=args.representative_samples)
             r, path, verdict = result.report, result.path, "gate passed"
         except ExportParityError as err:  # still measured, and marked, so the table shows what was rejected
             r, path, verdict = err.report, err.rejected_path, "GATE REJECTED"
@@ -210,7 +218,10 @@ def bench_resnet50(args) -> list[dict]:
     images = rng.integers(0, 256, (64, 224, 224, 3), dtype=np.uint8)
     model.save(work / "model.keras")
     keras_runner = KerasRunner(model, labels, work / "model.keras")
-    entries = [("keras (eager)", keras_runner, work / "model.keras"), ("keras (tf.function)", CompiledKerasRunner(keras_runner), work / "model.keras")]
+    entries = [
+        ("keras (eager)", keras_runner, work / "model.keras"),
+        ("keras (tf.function)", CompiledKerasRunner(keras_runner), work / "model.keras"),
+    ]
     write_savedmodel(model, (224, 224), labels, work / "savedmodel")
     entries.append(("savedmodel", SavedModelRunner(work / "savedmodel", labels), work / "savedmodel"))
     for quantize in ("none", "float16", "dynamic", "int8"):

@@ -212,6 +212,33 @@ def weights_file_keys(model) -> dict[str, str]:
     return keys
 
 
+def weights_h5_bytes(model) -> bytes:
+    """The bytes ``model.save_weights("x.weights.h5")`` would write, built in memory.
+
+    ``save_weights`` hands the path to h5py, which writes straight to disk: on a full
+    disk HDF5 raises, then tears down a half-written file at exit and the process dies
+    with a segmentation fault (h5py 3.14 / HDF5 1.14, exit 139 on a full tmpfs). Built
+    in memory, the file reaches the disk through a plain Python write, whose failure
+    is an ordinary ``OSError``. ``keras.src.saving.saving_lib.H5IOStore`` accepts an
+    ``io.BytesIO`` but there is no public way to ask ``save_weights`` for one; this
+    repeats ``saving_lib.save_weights_only`` (Keras 3.15.1) with that store. The file
+    loads with ``model.load_weights`` like one written by ``save_weights``.
+    """
+    import io
+
+    from keras.src.saving import saving_lib
+
+    if not model.built:
+        raise ValueError("The model is not built yet; build it (call it on data) before saving its weights.")
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
 # ------------------------------------------------------- multi-worker fit (Keras + TF)
 
 

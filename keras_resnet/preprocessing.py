@@ -48,8 +48,11 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import get_args
 
-MODES = ("dataset", "unit", "caffe", "tf", "torch")
+from keras_resnet.config.data import NormalizationMode
+
+MODES = get_args(NormalizationMode)  # ("dataset", "unit", "caffe", "tf", "torch"): the config's Literal
 
 # Fixed statistics on the 0..255 scale, RGB order.
 _FIXED_STATS = {

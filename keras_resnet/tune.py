@@ -8,6 +8,11 @@ A search space maps dotted config keys to ranges or choices, written as strings
     schedule.warmup_epochs=0:5               an int (both bounds are integers)
     training.label_smoothing=0.0,0.1         a choice (values parsed as YAML scalars)
 
+Algorithms (KerasTuner's): ``random`` samples ``max_trials`` points, ``bayesian``
+models the scores seen so far, ``hyperband`` races many short trials, and ``grid``
+tries every combination of the values given as lists (``KEY=A,B,C``; a range has no
+finite set of values, so grid search refuses one), in order, up to ``max_trials``.
+
 Each trial applies its values on top of the base config (the same layering and
 validation as ``kresnet train``), builds and compiles the model exactly as the trainer
 does and fits ``training.epochs`` epochs, scored by validation accuracy (never the
@@ -30,12 +35,19 @@ import yaml
 from keras_resnet import runs
 
 OBJECTIVE = "val_accuracy"
-ALGORITHMS = ("random", "bayesian", "hyperband")
+ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
 DEFAULT_SPACE = (
     "optimizer.learning_rate=0.02:0.8:log",
     "optimizer.weight_decay=0.0005:0.02:log",
     "training.label_smoothing=0.0,0.1",
 )
+#: The default space of ``--algorithm grid``: lists of values (3 x 3 x 2 = 18 trials).
+DEFAULT_GRID_SPACE = (
+    "optimizer.learning_rate=0.05,0.1,0.2",
+    "optimizer.weight_decay=0.0005,0.001,0.002",
+    "training.label_smoothing=0.0,0.1",
+)
+DEFAULT_MAX_TRIALS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +122,24 @@ def parse_search_param(item: str) -> SearchParam:
     return SearchParam(key, kind, low=low, high=high, log=log)
 
 
-def parse_search_space(items, base_config) -> list[SearchParam]:
+def check_grid_space(params) -> int:
+    """Check that every dimension of a grid search is a list of values; the number of combinations.
+
+    Raises:
+        ValueError: naming each range and how to write it as a list.
+    """
+    ranges = [p for p in params if p.kind != "choice"]
+    if ranges:
+        example = ranges[0]
+        raise ValueError(
+            "Grid search tries every combination of values given as lists (KEY=A,B,C); "
+            f"these are ranges: {', '.join(_describe(p) for p in ranges)}. "
+            f"Give the values to try, e.g. --space {example.key}={example.low},{example.high}, or use --algorithm random."
+        )
+    return math.prod(len(p.values) for p in params)
+
+
+def parse_search_space(items, base_config, algorithm: str = "random") -> list[SearchParam]:
     """Parse and check a search space against ``base_config``.
 
     Every key must exist in the config and every value the space can produce must be
@@ -118,21 +147,27 @@ def parse_search_space(items, base_config) -> list[SearchParam]:
     space fails before any training.
 
     Args:
-        items: Strings as in the module docstring (empty: `DEFAULT_SPACE`).
+        items: Strings as in the module docstring (empty: `DEFAULT_SPACE`, or
+            `DEFAULT_GRID_SPACE` for grid search).
         base_config: The `TrainConfig` the trials start from.
+        algorithm: With ``"grid"``, every dimension must be a list of values.
 
     Returns:
         The list of `SearchParam`.
 
     Raises:
-        ValueError: a malformed entry, a duplicated or unknown key, or a value the
-            config rejects (the message names the key and value).
+        ValueError: a malformed entry, a duplicated or unknown key, a value the
+            config rejects (the message names the key and value), or a range in a
+            grid search.
     """
-    params = [parse_search_param(item) for item in (items or DEFAULT_SPACE)]
+    default = DEFAULT_GRID_SPACE if algorithm == "grid" else DEFAULT_SPACE
+    params = [parse_search_param(item) for item in (items or default)]
     keys = [p.key for p in params]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValueError(f"Search space names a key twice: {', '.join(duplicates)}")
+    if algorithm == "grid":
+        check_grid_space(params)
     for param in params:
         for value in param.values if param.kind == "choice" else (param.low, param.high):
             apply_values(base_config, {param.key: value})
@@ -222,8 +257,11 @@ def trial_steps(config, datasets) -> int:
     return min(steps, cap) if cap else steps
 
 
-def make_tuner(algorithm: str, hypermodel, directory: Path, max_trials: int, epochs: int, seed: int):
-    """The KerasTuner tuner for ``algorithm`` (random, bayesian, hyperband), maximising val accuracy."""
+def make_tuner(algorithm: str, hypermodel, directory: Path, max_trials: int | None, epochs: int, seed: int):
+    """The KerasTuner tuner for ``algorithm`` (random, bayesian, hyperband, grid), maximising val accuracy.
+
+    ``max_trials`` None: every combination for grid search.
+    """
     import keras_tuner
 
     common = dict(
@@ -237,6 +275,8 @@ def make_tuner(algorithm: str, hypermodel, directory: Path, max_trials: int, epo
         return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
     if algorithm == "bayesian":
         return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    if algorithm == "grid":
+        return keras_tuner.GridSearch(hypermodel, max_trials=max_trials, **common)
     return keras_tuner.Hyperband(hypermodel, max_epochs=epochs, **common)
 
 
@@ -248,14 +288,18 @@ def default_tune_dir(config) -> Path:
     return runs.DEFAULT_RUNS_ROOT / f"tune-{config.model.name}-{dataset or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def tune(config, space=(), max_trials: int = 10, algorithm: str = "random", directory=None, datasets=None, log=print) -> TuneResult:
+def tune(
+    config, space=(), max_trials: int | None = None, algorithm: str = "random", directory=None, datasets=None, log=print
+) -> TuneResult:
     """Search hyperparameters of ``config`` and write the best config.
 
     Args:
         config: The base `TrainConfig` (``training.epochs`` is the budget per trial).
-        space: Search space strings (see module docstring); empty: `DEFAULT_SPACE`.
-        max_trials: Trials for random/bayesian search.
-        algorithm: ``"random"``, ``"bayesian"`` or ``"hyperband"``.
+        space: Search space strings (see module docstring); empty: `DEFAULT_SPACE`
+            (`DEFAULT_GRID_SPACE` for grid search).
+        max_trials: Trials for random/bayesian search (None: `DEFAULT_MAX_TRIALS`);
+            for grid search at most this many combinations (None: all of them).
+        algorithm: ``"random"``, ``"bayesian"``, ``"hyperband"`` or ``"grid"``.
         directory: Search directory (default `default_tune_dir`); the same directory
             again resumes the search.
         datasets: Prebuilt datasets for the base ``data:`` section (tests); otherwise
@@ -277,10 +321,15 @@ def tune(config, space=(), max_trials: int = 10, algorithm: str = "random", dire
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}. Received: algorithm={algorithm!r}")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+    if max_trials is not None and (isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1):
         raise ValueError(f"max_trials must be an integer >= 1. Received: max_trials={max_trials!r}")
     config = with_model_image_size(dataclasses.replace(config, run_dir=None))
-    params = parse_search_space(space, config)
+    params = parse_search_space(space, config, algorithm)
+    if algorithm == "grid":
+        combinations = check_grid_space(params)
+        max_trials = combinations if max_trials is None else min(max_trials, combinations)
+    elif max_trials is None:
+        max_trials = DEFAULT_MAX_TRIALS
     directory = Path(directory) if directory else default_tune_dir(config)
     directory.parent.mkdir(parents=True, exist_ok=True)
 
@@ -320,7 +369,7 @@ def tune(config, space=(), max_trials: int = 10, algorithm: str = "random", dire
 
 def _describe(param: SearchParam) -> str:
     if param.kind == "choice":
-        return f"{param.key} in {list(param.values)}"
+        return f"{param.key} one of {list(param.values)}"
     return f"{param.key} in [{param.low}, {param.high}]{' (log)' if param.log else ''}"
 
 

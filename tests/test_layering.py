@@ -19,6 +19,7 @@ LAYERS = {
     "keras_resnet.runs": 0,
     "keras_resnet.preprocessing": 0,
     "keras_resnet.compat": 0,
+    "keras_resnet.textsafe": 0,
     "keras_resnet.recipes": 0,
     "keras_resnet.models": 1,
     "keras_resnet.data": 1,

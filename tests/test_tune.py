@@ -69,6 +69,7 @@ def fits(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_tiny_random_search_writes_results_and_a_loadable_best_config(tmp_path, fits):
     config = tiny_config(tmp_path / "unused", epochs=1)
     quiet = lambda *_: None  # noqa: E731
@@ -160,3 +161,56 @@ def test_cli_bayesian_search_end_to_end(tmp_path):
     assert printed.exit_code == 0, printed.output
     assert load_config(search / "best_config.yaml").optimizer.learning_rate == pytest.approx(float(best["optimizer.learning_rate"]))
     assert "width_multiplier: 0.25" in printed.output and "steps_per_epoch: 2" in printed.output
+
+
+# ------------------------------------------------------------------------------ grid search
+
+
+def test_grid_search_takes_lists_and_refuses_ranges_naming_them():
+    from keras_resnet.tune import DEFAULT_GRID_SPACE, check_grid_space
+
+    base = load_config()
+    params = parse_search_space(["optimizer.learning_rate=0.05,0.1,0.2", "training.label_smoothing=0.0,0.1"], base, "grid")
+    assert check_grid_space(params) == 6
+    with pytest.raises(ValueError, match=r"these are ranges: optimizer.learning_rate in \[0.02, 0.8\] \(log\)"):
+        parse_search_space(["optimizer.learning_rate=0.02:0.8:log"], base, "grid")
+    assert [p.key for p in parse_search_space([], base, "grid")] == [item.split("=")[0] for item in DEFAULT_GRID_SPACE]
+
+
+def test_grid_search_tries_every_combination_once(tmp_path, monkeypatch):
+    """KerasTuner's GridSearch over the lists, on a stand-in hypermodel (no ResNet trained): all 3 x 2 points."""
+    import keras
+    import keras_tuner
+
+    import keras_resnet.tune as tune_module
+
+    seen = []
+
+    def stand_in(base_config, space, datasets_for):
+        class Quick(keras_tuner.HyperModel):
+            def build(self, hp):
+                values = {param.key: param.sample(hp) for param in space}
+                seen.append(values)
+                return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+            def fit(self, hp, model, *args, **kwargs):
+                lr, smoothing = (hp.values[key] for key in KEYS)
+                return {"val_accuracy": lr - smoothing}  # best: the largest rate without smoothing
+
+        return Quick()
+
+    monkeypatch.setattr(tune_module, "_make_hypermodel", stand_in)
+    space = ["optimizer.learning_rate=0.05,0.1,0.2", "training.label_smoothing=0.0,0.1"]
+    result = tune(tiny_config(tmp_path / "unused", epochs=1), space, algorithm="grid", directory=tmp_path / "grid",
+                  datasets=make_datasets(), log=lambda *_: None)
+    points = {(t["optimizer.learning_rate"], t["training.label_smoothing"]) for t in result.trials}
+    assert points == {(lr, ls) for lr in (0.05, 0.1, 0.2) for ls in (0.0, 0.1)} and len(result.trials) == 6
+    assert result.best_values == {"optimizer.learning_rate": 0.2, "training.label_smoothing": 0.0}
+    assert load_config(tmp_path / "grid" / "best_config.yaml").optimizer.learning_rate == pytest.approx(0.2)
+
+
+def test_cli_grid_refuses_a_range_before_training():
+    result = CliRunner().invoke(main, ["tune", "--algorithm", "grid", "--space", "optimizer.learning_rate=0.1:0.5"])
+    assert result.exit_code != 0
+    assert "Grid search tries every combination of values given as lists" in result.output
+    assert "--space optimizer.learning_rate=0.1,0.5" in result.output

@@ -24,10 +24,14 @@ def data_command() -> None:
 def check_command(directory: str, image_size: int | None, large_factor: float) -> None:
     """Decode every image under DIRECTORY (ROOT/<split>/<class>/<image>) and report problems.
 
-    Errors (exit code 1): files that will not decode — zero bytes, truncated, not an
-    image (e.g. text renamed .jpg) — each by path. Warnings: empty class folders,
-    a single class, train/test class mismatches, images far larger than the model
-    input (with --image-size).
+    Errors (exit code 1): files training would skip — zero bytes, truncated, not an
+    image (e.g. text renamed .jpg), a header declaring more than 40 Mpixel (refused
+    before decoding; KRESNET_MAX_IMAGE_PIXELS=N changes the limit, 0: none), a file
+    name that is not valid UTF-8 — each by path (control characters escaped); fewer
+    than two classes with usable images; test/val classes train does not have.
+    Warnings: class folders training drops (empty or no usable image), train
+    classes missing from test/val, images far larger than the model input (with
+    --image-size).
 
     \b
     Examples:
@@ -37,7 +41,10 @@ def check_command(directory: str, image_size: int | None, large_factor: float) -
     import_tensorflow_quietly()
     from keras_resnet.data.check import check_folder
 
-    report = check_folder(directory, image_size=image_size, large_factor=large_factor)
+    try:
+        report = check_folder(directory, image_size=image_size, large_factor=large_factor)
+    except ValueError as error:  # KRESNET_MAX_IMAGE_PIXELS that is not a number
+        raise click.ClickException(str(error)) from None
     click.echo(report.format())
     if not report.ok:
         raise SystemExit(1)

@@ -36,11 +36,15 @@ def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, no_w
       kresnet evaluate saved_models/run --data-dir ../shared/datasets/cifar10
     """
     import_tensorflow_quietly()
-    try:
-        from keras_resnet.train.evaluate import evaluate_run, format_report
+    from keras_resnet.train.evaluate import EvaluationNotWrittenError, evaluate_run, format_report
 
+    def report(metrics):
+        return format_report(metrics, title=f"{metrics['model']} on the {split} split of {metrics['dataset']}")
+
+    try:  # other errors: the group's boundary
         metrics = evaluate_run(run, dataset=dataset, data_dir=data_dir, split=split, batch_size=batch_size,
                                write=not no_write, top_losses=top_losses)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(format_report(metrics, title=f"{metrics['model']} on the {split} split of {metrics['dataset']}"))
+    except EvaluationNotWrittenError as error:  # a read-only run: the metrics first, then why they were not saved
+        click.echo(report(error.metrics))
+        raise error.cause from None
+    click.echo(report(metrics))

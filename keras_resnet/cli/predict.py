@@ -6,6 +6,7 @@ import click
 
 from keras_resnet.compat import import_tensorflow_quietly
 from keras_resnet.config import PredictFormat, choices
+from keras_resnet.textsafe import printable
 
 
 @click.command("predict")
@@ -37,6 +38,16 @@ def predict_command(model, images, top_k, fmt, batch_size, explain_dir, explain_
       kresnet predict saved_models/run1 cat.jpg --explain gradcam/
       kresnet predict saved_models/run1 photos/ --explain gradcam/ --explain-class dog
 
+    Load only models you trust. A SavedModel is a program: loading and running
+    it runs its TensorFlow graph, which can read and write files. .keras files
+    are loaded in Keras' safe mode (no Lambda code); SavedModels cannot be
+    checked that way. A SavedModel without the files `kresnet export` writes
+    into it (parity.json, preprocessing.json) gets a one-line notice on stderr.
+
+    Images whose header declares more pixels than 89,478,485 (Pillow's limit)
+    are refused before decoding; KRESNET_MAX_IMAGE_PIXELS=N changes the limit
+    (0: none).
+
     --explain OUT_DIR writes OUT_DIR/<image>.gradcam.png: the image beside the image
     with a Grad-CAM heat map of the predicted class (or --explain-class NAME) over it,
     from the model's last convolutional stage. It needs a run directory or a .keras
@@ -63,7 +74,7 @@ def predict_command(model, images, top_k, fmt, batch_size, explain_dir, explain_
         raise click.ClickException(str(err)) from None
     for p in predictions:
         if not p.ok:
-            click.echo(f"error: {p.error}", err=True)
+            click.echo(f"error: {printable(p.error)}", err=True)
     text = format_predictions(predictions, fmt)
     if text:
         click.echo(text)

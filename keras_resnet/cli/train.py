@@ -112,10 +112,7 @@ def train_command(config_file, set_values, print_config, **flags) -> None:
       kresnet train --dataset cifar10 --set optimizer.name=adamw --set optimizer.learning_rate=0.004
     """
     import_tensorflow_quietly()  # checking model.name reads the model table, which imports Keras
-    try:
-        config, recipe = resolve_train_config(config_file, set_values, **flags)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
+    config, recipe = resolve_train_config(config_file, set_values, **flags)  # errors: the group's boundary
     from keras_resnet.config import config_to_yaml
 
     if print_config:
@@ -133,9 +130,8 @@ def train_command(config_file, set_values, print_config, **flags) -> None:
         click.echo(f"Error: {error}", err=True)
         sys.exit(EXIT_DIVERGED)
     except KeyboardInterrupt:
-        where = f" --run-dir {config.run_dir}" if config.run_dir else " with --run-dir <the run directory above>"
-        click.echo(f"\nInterrupted. Run the same command{where} to resume from the last completed epoch.", err=True)
+        where = f"--run-dir {config.run_dir}" if config.run_dir else "--run-dir <the run directory above>"
+        click.echo(f"\nInterrupted. Run the same command with {where} to resume from the last completed epoch.",
+                   err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"Run saved to {run_dir}")

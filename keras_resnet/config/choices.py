@@ -27,7 +27,7 @@ Quantization = Literal["none", "float16", "dynamic", "int8"]
 #: ``kresnet predict --format`` (`keras_resnet.export.predict.OUTPUT_FORMATS`).
 PredictFormat = Literal["table", "json", "csv"]
 #: ``kresnet tune --algorithm`` (`keras_resnet.tune.ALGORITHMS`).
-SearchAlgorithm = Literal["random", "bayesian", "hyperband"]
+SearchAlgorithm = Literal["random", "bayesian", "hyperband", "grid"]
 
 
 def choices(hint) -> tuple:

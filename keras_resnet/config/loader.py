@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -58,7 +59,7 @@ def _describe(hint) -> str:
         return f"a list of {len(args)} items ({', '.join(_describe(a) for a in args)})"
     if dataclasses.is_dataclass(hint):
         return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(hint))}"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
 def _convert(value: Any, hint, path: str, default=None):
@@ -102,13 +103,18 @@ def _convert(value: Any, hint, path: str, default=None):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+                number = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # .inf, .nan, 1e999, --learning-rate inf
+                raise _Mismatch(path, value, "a finite number")
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -274,6 +280,8 @@ def validate_config(config: TrainConfig) -> None:
     Raises:
         ValueError: naming the dotted key, its value and what is expected.
     """
+    for key, value in _numbers(config):
+        _check(math.isfinite(value), key, value, "a finite number")
     validate_data_config(config.data)
     validate_finetune_config(config.finetune)
     for name in ("model", "optimizer", "schedule", "training"):
@@ -302,6 +310,19 @@ def validate_config(config: TrainConfig) -> None:
     _check(t.steps_per_execution >= 1, "training.steps_per_execution", t.steps_per_execution, "an integer >= 1")
     _check(config.finetune.head_epochs < t.epochs or config.finetune.head_epochs == 0, "finetune.head_epochs",
            config.finetune.head_epochs, f"less than training.epochs={t.epochs}")
+
+
+def _numbers(config, prefix: str = ""):
+    """``(dotted key, float)`` of every float in a dataclass config, lists included."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, f"{key}.")
+        elif isinstance(value, (list, tuple)):
+            yield from ((f"{key}[{i}]", v) for i, v in enumerate(value) if isinstance(v, float))
+        elif isinstance(value, float):
+            yield key, value
 
 
 def config_to_dict(config) -> dict:

@@ -48,6 +48,9 @@ class ModelConfig:
         dropout: Dropout rate in the classifier head.
         pooling: Global pooling of the head.
         hidden_units: Optional hidden Dense layers in the head.
+        allow_partial_weights: Load the backbone layers of ``weights`` that fit even
+            when others are missing from the file or differ in shape (each is
+            reported); False refuses such a file, naming the layers.
     """
 
     name: str = "resnet20"
@@ -57,6 +60,7 @@ class ModelConfig:
     dropout: float = 0.0
     pooling: Pooling = "avg"
     hidden_units: tuple[int, ...] = ()
+    allow_partial_weights: bool = False
 
 
 @dataclasses.dataclass

@@ -63,8 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resnet.data.folders import class_histogram, format_histogram
 from keras_resnet.data.decode import decode_resize, resolve, resolve_image_size
+from keras_resnet.data.folders import class_histogram, format_histogram
 from keras_resnet.data.inference import (
     EvaluationData,
     eval_pipeline,
@@ -77,6 +77,7 @@ from keras_resnet.data.options import DataConfig, validate_data_config
 from keras_resnet.data.preprocess import make_spec
 from keras_resnet.data.sources import Source
 from keras_resnet.data.stream import TrainStream, class_weights, keeps_pixels_exact
+from keras_resnet.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +214,19 @@ def _fingerprint(source: Source, config: DataConfig, seed: int, image_size) -> d
         "location": str(source.location),
         "num_classes": len(source.class_names),
         "split_sizes": {split: len(data) for split, data in source.splits.items()},
-        "validation": "split" if source.splits.get("val") is not None and source.splits["val"].paths is None and source.splits["val"].indices is None else f"holdout {config.validation_fraction} seed {seed}",
+        "validation": _validation_kind(source, config, seed),
         "image_size": list(image_size),
         "bad_files": len(source.bad_files),
         "sha256": digest.hexdigest()[:16],
     }
+
+
+def _validation_kind(source: Source, config: DataConfig, seed: int) -> str:
+    """"split" when the source has its own validation split, else the holdout that made one."""
+    val = source.splits.get("val")
+    if val is not None and val.paths is None and val.indices is None:
+        return "split"
+    return f"holdout {config.validation_fraction} seed {seed}"
 
 
 def _decoded(source: Source, split: str, size, config: DataConfig, fingerprint: dict, deterministic: bool = True):
@@ -279,7 +288,7 @@ def describe(datasets: Datasets) -> str:
         format_histogram(datasets.class_counts.get("train", {})),
     ]
     if datasets.bad_files:
-        lines.append(f"skipped {len(datasets.bad_files)} undecodable file(s): " + ", ".join(p for p, _ in datasets.bad_files[:5]))
+        lines.append(f"skipped {len(datasets.bad_files)} unusable file(s): " + ", ".join(printable(p) for p, _ in datasets.bad_files[:5]))
     return "\n".join(lines)
 
 

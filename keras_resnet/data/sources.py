@@ -22,11 +22,13 @@ Class names come from the source: TFDS ``ClassLabel`` names, or the train split'
 class folder names, sorted. Other splits are mapped by class *name*; a class folder
 in test/val that train does not have is an error (never a silent mislabel).
 
-Folder listings run `keras_resnet.data.check.quick_check` on every file (size, magic
-bytes, end marker; see that module for why this is fast): bad files are dropped
-with their paths in ``Source.bad_files`` (``on_bad_image="skip"``) or stop the run
-naming the file (``"error"``). Images come out *encoded*; decoding happens in the
-tf.data pipeline.
+Folder listings run `keras_resnet.data.check.quick_check` on every file (name,
+size, magic bytes, header pixel count, end marker; see that module for why this is
+fast): bad files are dropped with their paths in ``Source.bad_files``
+(``on_bad_image="skip"``) or stop the run naming the file (``"error"``). A train
+class folder left with no usable image (empty, or every file bad) is dropped with a
+warning naming it; fewer than two classes left is an error. Images come out
+*encoded*; decoding happens in the tf.data pipeline.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_resnet.data.check import quick_check
+from keras_resnet.data.check import name_problem, quick_check
 from keras_resnet.data.folders import find_split_dirs, list_class_files
+from keras_resnet.data.header import MAX_TRAIN_IMAGE_PIXELS, pixel_limit
+from keras_resnet.textsafe import printable
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,8 @@ class Source:
 
         data = self.splits[split]
         if self.kind == "folder":
-            ds = tf.data.Dataset.from_tensor_slices((data.paths, data.labels.astype(np.int64)))
+            paths = tf.constant(data.paths, dtype=tf.string, shape=[len(data.paths)])  # typed even when empty
+            ds = tf.data.Dataset.from_tensor_slices((paths, data.labels.astype(np.int64)))
             return ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         import tensorflow_datasets as tfds
 
@@ -280,46 +285,90 @@ def folder_source(root: str | os.PathLike, name: str | None = None, on_bad_image
         A `Source` of kind "folder".
 
     Raises:
-        ValueError: no train split, fewer than one class with images, or a test/val
+        ValueError: no train split, no usable training image ("no usable training
+            images in ..."), fewer than two classes with usable images, or a test/val
             class that train does not have.
     """
     root = Path(root)
     split_dirs = find_split_dirs(root)
     if "train" not in split_dirs:
         raise ValueError(f"{root} has no train/ folder. Received splits: {sorted(split_dirs)}")
-    listings = {split: list_class_files(d) for split, d in split_dirs.items()}
+    max_pixels = pixel_limit(MAX_TRAIN_IMAGE_PIXELS)
+    bad_files = []
+
+    def usable(files: list) -> list:
+        kept = []
+        for path in files:
+            reason = quick_check(path, max_pixels)
+            if reason is None:
+                kept.append(path)
+            elif on_bad_image == "error":
+                raise BadImageError(
+                    f"Cannot use image {printable(path)}: {reason}. Fix or remove it, or set data.on_bad_image: skip."
+                )
+            else:
+                bad_files.append((path, reason))
+        return kept
+
+    found = {split: list_class_files(d) for split, d in split_dirs.items()}
+    for split, per_class in found.items():
+        for cls in per_class:
+            if name_problem(cls):
+                raise ValueError(
+                    f"Class folder name is not valid UTF-8: {printable(split_dirs[split] / cls)}. "
+                    "Class names become labels.txt lines; rename the folder."
+                )
+    listings = {split: {cls: usable(files) for cls, files in per_class.items()} for split, per_class in found.items()}
+    train_dir = split_dirs["train"]
     class_names = sorted(c for c, files in listings["train"].items() if files)
-    if not class_names:
-        raise ValueError(f"{split_dirs['train']} has no class folder with images ({', '.join(c for c in listings['train']) or 'none'}).")
+    if bad_files:
+        log.warning("Skipping %d unusable image file(s):", len(bad_files))
+        for path, reason in bad_files:
+            log.warning("  %s: %s", printable(path), reason)
     for cls, files in listings["train"].items():
         if not files:
-            log.warning("Empty class folder ignored: %s", split_dirs["train"] / cls)
+            unusable = len(found["train"][cls])
+            why = f"all {unusable} image file(s) unusable" if unusable else "no images"
+            log.warning("Class folder dropped (%s): %s", why, printable(train_dir / cls))
+    if not class_names:
+        raise ValueError(
+            f"no usable training images in {printable(train_dir)} "
+            f"({len(bad_files)} unusable file(s) skipped, class folders: {', '.join(map(printable, listings['train'])) or 'none'}). "
+            "Expected ROOT/train/<class>/<image> with JPEG/PNG/GIF/BMP images."
+        )
+    if len(class_names) < 2:
+        dropped = sorted(c for c, files in listings["train"].items() if not files)
+        raise ValueError(
+            f"{printable(train_dir)} has usable images of only one class ({printable(class_names[0])}); a classifier "
+            "needs two or more classes"
+            + (f" (dropped for having no usable images: {', '.join(map(printable, dropped))})" if dropped else "")
+            + ". Add a folder of images per class."
+        )
     index = {c: i for i, c in enumerate(class_names)}
-    bad_files = []
     splits = {}
     for split, per_class in listings.items():
         extra = sorted(c for c, files in per_class.items() if files and c not in index)
         if extra:
             raise ValueError(
-                f"{split_dirs[split]} has class folders that train does not: {extra}. "
-                f"Train classes: {class_names}. Rename or remove them so labels cannot be mixed up."
+                f"{printable(split_dirs[split])} has class folders that train does not (or that have no usable train "
+                f"images): {[printable(c) for c in extra]}. Train classes: {[printable(c) for c in class_names]}. "
+                "Rename or remove them so labels cannot be mixed up."
             )
         paths, labels = [], []
         for cls, files in per_class.items():
-            for path in files:
-                reason = quick_check(path)
-                if reason:
-                    if on_bad_image == "error":
-                        raise BadImageError(f"Cannot use image {path}: {reason}. Fix or remove it, or set on_bad_image: skip.")
-                    bad_files.append((path, reason))
-                    continue
-                paths.append(path)
-                labels.append(index[cls])
+            if files:
+                paths.extend(files)
+                labels.extend([index[cls]] * len(files))
+        if split != "train" and not paths:
+            log.warning("The %s split has no usable images; it is left out: %s", split, printable(split_dirs[split]))
+            continue
         splits[split] = SplitData(split, np.asarray(labels, dtype=np.int64), paths=paths)
-    if bad_files:
-        log.warning("Skipping %d undecodable image file(s):", len(bad_files))
-        for path, reason in bad_files:
-            log.warning("  %s: %s", path, reason)
+        missing = sorted(c for c in class_names if not per_class.get(c))
+        if split != "train" and missing:
+            log.warning(
+                "The %s split has no images of %d train class(es): %s (its metrics cover the other classes only)",
+                split, len(missing), ", ".join(map(printable, missing)),
+            )
     native = _first_image_size(splits["train"].paths)
     return Source("folder", name or root.name, str(root), class_names, splits, native_size=native, bad_files=bad_files)
 

@@ -4,7 +4,11 @@ Every export is built under a temporary name in the destination folder, run
 against the Keras model on held-out images (`keras_resnet.export.parity`), and only
 then renamed into place. A failed gate sets the artifact aside as
 ``<name>.rejected`` (with its report) and raises `ExportParityError`; an interrupted
-export removes its temporary files. Either way a previous good artifact stays put.
+or failed export (a full disk, a file-size limit) removes its temporary files and
+the folders it created, and raises an ``OSError`` naming the path. Either way a
+previous good artifact stays put. Temporaries carry their writer's owner tag
+(`keras_resnet.runs.owner_tag`): the next export to the same place removes those a
+killed export (``kill -9``) left, never a running export's.
 
 Layout (default output under ``<run>/export/``)::
 
@@ -97,20 +101,46 @@ def rejected_path(output: Path) -> Path:
 def _staged_directory(output: Path):
     """Like `runs.atomic_path` for a directory: yield a temp dir beside ``output``, swap it in on success."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    tag = runs.owner_tag()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.{tag}.", suffix=".tmp", dir=output.parent))
     tmp.rmdir()  # the writer creates it
     try:
         yield tmp
         if output.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{output.name}.{tag}.", suffix=".old", dir=output.parent))
             os.replace(output, old / output.name)
             os.replace(tmp, output)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, output)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        located = runs.disk_error(error, output) if isinstance(error, Exception) else None
+        if located is not None and located is not error:
+            raise located from error  # TensorFlow's "...; No space left on device" as an OSError naming the output
         raise
+
+
+def stale_temporary_patterns(output: Path) -> tuple[str, ...]:
+    """Globs (in ``output``'s folder) of the temporaries an export to ``output`` and its side files make."""
+    return (f".{output.stem}.*.tmp{output.suffix}", f".{output.name}.*.tmp", f".{output.name}.*.old",
+            f".{Path(runs.LABELS_FILE).stem}.*.tmp.txt", f".{Path(PARITY_FILE).stem}.*.tmp.json",
+            f".{Path(runs.PREPROCESSING_FILE).stem}.*.tmp.json")
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, deepest first (to remove on failure)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (another export's files) or already gone
 
 
 def _staged(output: Path, fmt: str):
@@ -253,11 +283,29 @@ def export_model(
     check_format(fmt, quantize)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1. Received: top_k={top_k!r}")
-    from keras_resnet.export import sources
-
     source = runs.load_run(model, runs_root)
     output = Path(output) if output is not None else default_output(source.run_dir, fmt, quantize)
     _check_output(output, fmt)
+    if fmt == "tflite":
+        from keras_resnet.export.tflite import remove_stale_conversion_folders
+
+        remove_stale_conversion_folders()
+    created = []
+    try:
+        created = _make_folder(output.parent)
+        runs.remove_stale_temporaries(output.parent, stale_temporary_patterns(output))
+        runs.check_writable_folder(output.parent, "export")  # a read-only place fails here, before the conversion
+        return _export(source, fmt, quantize, output, parity_samples, representative_samples, images,
+                       calibration_images, top_k)
+    except BaseException:
+        _remove_if_empty(created)  # no empty format folder left behind by a failed export
+        raise
+
+
+def _export(source, fmt, quantize, output: Path, parity_samples, representative_samples, images, calibration_images,
+            top_k) -> ExportResult:
+    from keras_resnet.export import sources
+
     held_out, labels, where = sources.heldout_images(source, parity_samples, images)
     calibration = None
     if quantize == "int8":

@@ -2,18 +2,28 @@
 
 Files are decoded with `keras_resnet.data.preprocess.decode_image` (the one decoder:
 JPEG/PNG/BMP/GIF, grayscale/RGBA/palette -> RGB uint8), one file at a time so a bad
-file is reported by path and does not stop the others.
+file is reported by path and does not stop the others. Each file's header is read
+first (`keras_resnet.data.header`): a file that is not one of those formats, or
+declares more pixels than `keras_resnet.data.header.MAX_IMAGE_PIXELS` (Pillow's
+limit; ``KRESNET_MAX_IMAGE_PIXELS`` overrides it), is refused before the decoder sees
+it, so a small file cannot make the decoder allocate gigabytes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from keras_resnet.data.check import decode_bytes
 from keras_resnet.data.folders import is_image_name
+from keras_resnet.data.header import DEFAULT_LIMIT, MAX_IMAGE_PIXELS, header_problem, resolve_limit
+from keras_resnet.textsafe import printable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,32 +76,41 @@ def list_image_files(paths) -> list[Path]:
     return unique
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode one image file into RGB uint8 pixels.
+def read_image(path: str | os.PathLike, max_pixels=DEFAULT_LIMIT) -> np.ndarray:
+    """Decode one image file into RGB uint8 pixels, after checking its header.
 
     Args:
         path: An image file (JPEG, PNG, BMP or GIF).
+        max_pixels: Refuse images whose header declares more pixels (None: no limit);
+            default ``pixel_limit(MAX_IMAGE_PIXELS)`` (see `keras_resnet.data.header`).
 
     Returns:
         uint8 array [H, W, 3].
 
     Raises:
-        ValueError: naming the file when it cannot be decoded.
+        ValueError: naming the file (control characters escaped) and a short reason
+            when it cannot be read, is not an image, is too large or cannot be decoded.
     """
-    import tensorflow as tf
-
-    from keras_resnet.data.preprocess import decode_image
-
     path = Path(path)
+    shown = printable(path)
+    max_pixels = resolve_limit(max_pixels, MAX_IMAGE_PIXELS)
     if not path.is_file():
-        raise ValueError(f"No such image file: {path}")
+        raise ValueError(f"No such image file: {shown}")
     try:
-        pixels = decode_image(tf.constant(path.read_bytes())).numpy()
-    except (tf.errors.OpError, OSError, ValueError) as err:
-        message = getattr(err, "message", None) or str(err)
-        raise ValueError(f"Cannot decode image {path}: {message.strip().splitlines()[0]}") from None
+        reason = header_problem(path, max_pixels)
+        data = None if reason else path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"Cannot read image {shown}: {err.strerror or err}") from None
+    if reason:
+        raise ValueError(f"Cannot use image {shown}: {reason}")
+    try:
+        pixels, notes = decode_bytes(data)
+    except ValueError as err:
+        raise ValueError(f"Cannot decode image {shown}: {err}") from None
+    if notes:
+        log.warning("%s: damaged image, decoded anyway (%s)", shown, notes)
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise ValueError(f"Cannot decode image {path}: expected RGB pixels, got shape {pixels.shape}")
+        raise ValueError(f"Cannot decode image {shown}: expected RGB pixels, got shape {pixels.shape}")
     return pixels.astype(np.uint8, copy=False)
 
 
@@ -103,11 +122,15 @@ def load_images(files) -> list[LoadedImage]:
 
     Returns:
         One `LoadedImage` per file, in order.
+
+    Raises:
+        ValueError: ``KRESNET_MAX_IMAGE_PIXELS`` is set to something that is not a number.
     """
+    max_pixels = resolve_limit(DEFAULT_LIMIT, MAX_IMAGE_PIXELS)
     loaded = []
     for f in files:
         try:
-            loaded.append(LoadedImage(Path(f), pixels=read_image(f)))
+            loaded.append(LoadedImage(Path(f), pixels=read_image(f, max_pixels)))
         except (ValueError, OSError) as err:
             loaded.append(LoadedImage(Path(f), error=str(err)))
     return loaded
@@ -147,12 +170,13 @@ def load_labelled_folder(
         ordered = [item for rank in range(max(map(len, groups), default=0)) for g in groups if rank < len(g) for item in [g[rank]]]
     else:
         ordered = [(f, None) for f in list_image_files([folder])]
+    max_pixels = resolve_limit(DEFAULT_LIMIT, MAX_IMAGE_PIXELS)
     images, labels = [], []
     for f, label in ordered:
         if count is not None and len(images) >= count:
             break
         try:
-            images.append(read_image(f))
+            images.append(read_image(f, max_pixels))
         except ValueError:
             continue
         labels.append(label)

@@ -117,9 +117,8 @@ def convert_to_onnx(
         raise ValueError(f"The model outputs {outputs} classes but {len(labels)} labels were given.")
     modules = require(("onnx", "tf2onnx"))
     onnx, tf2onnx = modules["onnx"], modules["tf2onnx"]
-    from tf2onnx import tf_loader
-
     import tensorflow as tf
+    from tf2onnx import tf_loader
 
     height, width = image_size
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_resnet.export.images import list_image_files, load_images
+from keras_resnet.textsafe import printable, safe_cell
 
 OUTPUT_FORMATS = ("table", "json", "csv")
 
@@ -95,11 +96,14 @@ def format_predictions(predictions: list[Prediction], fmt: str = "table") -> str
     """Render predictions as an aligned table, JSON or CSV.
 
     - table: ``path  label (prob)  label (prob) ...``; error rows are left out
-      (the CLI prints them to stderr).
+      (the CLI prints them to stderr). Control characters in paths and labels are
+      escaped (`keras_resnet.textsafe.printable`).
     - json: a list of ``{"path", "predictions": [{"label", "index", "probability"}]}``
-      or ``{"path", "error"}``.
+      or ``{"path", "error"}`` (JSON escapes control characters itself).
     - csv: columns path, rank, label, index, probability, error; one row per
-      class, one row with ``error`` filled for an unreadable file.
+      class, one row with ``error`` filled for an unreadable file. Text cells have
+      control characters escaped and a leading ``= + - @`` neutralised with a ``'``
+      (`keras_resnet.textsafe.safe_cell`), so a spreadsheet never runs a file name.
 
     Raises:
         ValueError: on an unknown ``fmt``.
@@ -110,7 +114,7 @@ def format_predictions(predictions: list[Prediction], fmt: str = "table") -> str
         rows = [
             {"path": str(p.path), "error": p.error}
             if not p.ok
-            else {"path": str(p.path), "predictions": [{"label": l, "index": i, "probability": pr} for l, i, pr in p.top]}
+            else {"path": str(p.path), "predictions": [{"label": name, "index": i, "probability": pr} for name, i, pr in p.top]}
             for p in predictions
         ]
         return json.dumps(rows, indent=2)
@@ -119,12 +123,13 @@ def format_predictions(predictions: list[Prediction], fmt: str = "table") -> str
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", "rank", "label", "index", "probability", "error"])
         for p in predictions:
+            path = safe_cell(printable(p.path))
             if not p.ok:
-                writer.writerow([str(p.path), "", "", "", "", p.error])
+                writer.writerow([path, "", "", "", "", safe_cell(printable(p.error))])
             for rank, (label, index, prob) in enumerate(p.top, 1):
-                writer.writerow([str(p.path), rank, label, index, f"{prob:.6f}", ""])
+                writer.writerow([path, rank, safe_cell(printable(label)), index, f"{prob:.6f}", ""])
         return buffer.getvalue().rstrip("\n")
-    rows = [(str(p.path), *(f"{label} ({prob:.3f})" for label, _, prob in p.top)) for p in predictions if p.ok]
+    rows = [(printable(p.path), *(f"{printable(label)} ({prob:.3f})" for label, _, prob in p.top)) for p in predictions if p.ok]
     if not rows:
         return ""
     width = max(len(r[0]) for r in rows)

@@ -7,16 +7,27 @@ carry it too, so every runner only resizes: all see identical input.
 
 TFLite models take images of one size (the model's); `Runner.fit_input` resizes
 other images on the host with ``resize_for_eval`` (rounded back to uint8).
+
+A SavedModel is a program, not data: loading and running one runs its TensorFlow
+graph, which can read and write files. ``.keras`` files are loaded in Keras' safe mode
+(no Lambda code), but nothing comparable exists for SavedModels, so load only
+SavedModels you trust. `load_runner` prints a one-line notice when a SavedModel
+does not carry the files ``kresnet export`` writes into its directory
+(`savedmodel_notice`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from keras_resnet import runs
+from keras_resnet.textsafe import printable
+
+log = logging.getLogger(__name__)
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVING_SIGNATURE = "serving_default"
@@ -24,6 +35,28 @@ BYTES_SIGNATURE = "serve_bytes"
 INPUT_NAME = "images"
 BYTES_INPUT_NAME = "image_bytes"
 PROBABILITIES = "probabilities"
+#: Files ``kresnet export --format savedmodel`` writes inside the SavedModel directory
+#: (`keras_resnet.export.exporter`: the parity report and the preprocessing record).
+KRESNET_SAVEDMODEL_FILES = ("parity.json", runs.PREPROCESSING_FILE)
+
+
+def savedmodel_notice(path: str | os.PathLike) -> str | None:
+    """The notice for a SavedModel ``kresnet export`` did not write (none of its files inside), else None.
+
+    Args:
+        path: A SavedModel directory.
+
+    Returns:
+        One line saying that the SavedModel is a program from elsewhere, or None.
+    """
+    path = Path(path)
+    if any((path / name).is_file() for name in KRESNET_SAVEDMODEL_FILES):
+        return None
+    return (
+        f"Notice: SavedModel {printable(path)} was not written by `kresnet export` (no "
+        f"{' or '.join(KRESNET_SAVEDMODEL_FILES)} in it); a SavedModel is a program that runs as it is "
+        "loaded and called: load only SavedModels you trust."
+    )
 
 
 def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -292,6 +325,9 @@ def load_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runn
     if kind == "keras":
         return load_keras_runner(path)
     if kind == "savedmodel":
+        notice = savedmodel_notice(path)
+        if notice:
+            log.warning(notice)
         return SavedModelRunner(path)
     if kind == "onnx":
         return OnnxRunner(path, num_threads=num_threads)

@@ -4,16 +4,33 @@ The converted model takes raw RGB ``uint8 [N, h, w, 3]`` pixels at the model's i
 size (N may be resized at run time) and returns ``probabilities``; the preprocessing
 is part of the graph (the Keras model carries it). The path is Keras 3's own:
 ``ExportArchive`` -> SavedModel -> ``tf.lite.TFLiteConverter.from_saved_model``.
+
+The intermediate SavedModel goes to a ``kresnet-tflite-<owner>-*`` folder in the
+temporary directory; `remove_stale_conversion_folders` (called by each TFLite export)
+removes those a killed conversion left.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
+from keras_resnet import runs
+
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+CONVERSION_PREFIX = "kresnet-tflite-"
+
+
+def remove_stale_conversion_folders(folder: str | None = None) -> list[Path]:
+    """Remove the ``kresnet-tflite-*`` folders killed conversions left in ``folder`` (default: the temp dir).
+
+    A folder of a conversion still running (here or on another machine) is kept: see
+    `keras_resnet.runs.is_stale_temporary`.
+    """
+    return runs.remove_stale_temporaries(folder or tempfile.gettempdir(), (f"{CONVERSION_PREFIX}*",))
 
 
 def check_quantize(quantize: str) -> str:
@@ -65,7 +82,7 @@ def convert_to_tflite(
     from keras_resnet.export.serving import build_export_archive
 
     archive = build_export_archive(model, image_size, labels, fixed_size=True)
-    with tempfile.TemporaryDirectory(prefix="kresnet-tflite-") as saved_model_dir:
+    with tempfile.TemporaryDirectory(prefix=f"{CONVERSION_PREFIX}{runs.owner_tag()}-") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         if quantize != "none":

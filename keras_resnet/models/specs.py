@@ -89,6 +89,42 @@ class ResNetSpec:
         """Human-readable block type, e.g. ``"bottleneck v2"``."""
         return f"{self.block} {'v2' if self.preact else 'v1'}"
 
+    @property
+    def feature_width(self) -> int:
+        """Channels entering the classifier: the last stage's filters (times 4 for bottlenecks)."""
+        return self.filters[-1] * (4 if self.block == BOTTLENECK else 1)
+
+    @property
+    def default_num_classes(self) -> int:
+        """The head a user expects to see counted: 1000 (ImageNet) or 10 (CIFAR-10)."""
+        return 10 if self.stem == CIFAR_STEM else 1000
+
+    def param_counts(self, num_classes: int) -> tuple[int, int]:
+        """``(params, trainable)`` with a ``num_classes`` head, from the pinned 1000-class counts.
+
+        The head is global average pooling and one Dense layer, so only its
+        ``(feature_width + 1) * num_classes`` weights change with the class count.
+
+        Args:
+            num_classes: Classes of the head (>= 1).
+
+        Returns:
+            Keras ``count_params()`` of the whole model and its trainable share.
+
+        Raises:
+            ValueError: a spec without pinned counts, or ``num_classes`` < 1.
+
+        Example:
+            >>> get_spec("resnet20").param_counts(10)[1]
+            269722
+        """
+        if self.params is None or self.trainable is None:
+            raise ValueError(f"{self.name} has no pinned parameter counts. Received: params={self.params}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1. Received: num_classes={num_classes!r}")
+        change = (self.feature_width + 1) * (num_classes - 1000)
+        return self.params + change, self.trainable + change
+
 
 def _imagenet(name, depth, block, preact, blocks, params, trainable, style, downsample_at):
     filters = (64, 128, 256, 512)

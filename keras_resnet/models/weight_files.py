@@ -89,10 +89,32 @@ def _read_keras3_weights(path: Path, model) -> dict[str, list[np.ndarray]]:
 
 
 def _read_keras_model(path: Path) -> dict[str, list[np.ndarray]]:
-    import keras
+    from keras_resnet.runs import load_keras_model
 
-    source = keras.saving.load_model(path, compile=False)
+    source = load_keras_model(path)
     return {layer.name: layer.get_weights() for layer in leaf_layers(source) if layer.weights}
+
+
+def _unreadable(path: Path, kind: str, error: BaseException, expected: str) -> ValueError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"{path} is not a valid {kind} (truncated or corrupt?): {reason}. Expected {expected}.")
+
+
+def _read_h5(path: Path, model) -> dict[str, list[np.ndarray]]:
+    """An HDF5 weights file of either kind; a file HDF5 cannot read raises a ValueError naming it."""
+    expected = "a file written by model.save_weights() (.weights.h5) or a keras.applications .h5 file"
+    try:
+        legacy = _is_legacy_h5(path)
+    except OSError as error:
+        if isinstance(getattr(error, "errno", None), int) and error.errno > 0:
+            raise OSError(error.errno, os.strerror(error.errno), str(path)) from None  # permissions, ...
+        raise _unreadable(path, "HDF5 weights file", error, expected) from None
+    if not legacy and model is None:
+        raise ValueError(f"Reading {path} (a Keras 3 weights file, no layer names) needs the target model.")
+    try:
+        return _read_legacy_h5(path) if legacy else _read_keras3_weights(path, model)
+    except (KeyError, OSError, TypeError, AttributeError) as error:  # a damaged group or attribute inside
+        raise _unreadable(path, "HDF5 weights file", error, expected) from None
 
 
 def read_weights(path: str | os.PathLike, model=None) -> dict[str, list[np.ndarray]]:
@@ -125,11 +147,7 @@ def read_weights(path: str | os.PathLike, model=None) -> dict[str, list[np.ndarr
     if path.suffix == ".keras":
         return _read_keras_model(path)
     if path.suffix in (".h5", ".hdf5"):
-        if _is_legacy_h5(path):
-            return _read_legacy_h5(path)
-        if model is None:
-            raise ValueError(f"Reading {path} (a Keras 3 weights file, no layer names) needs the target model.")
-        return _read_keras3_weights(path, model)
+        return _read_h5(path, model)
     raise ValueError(
         f"Unsupported weights file {path}. Expected a .keras, .weights.h5 or .h5 file, or a run directory."
     )
@@ -181,13 +199,23 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except OSError:
+            raise
+        except Exception as error:  # safetensors' SafetensorError (a header it cannot parse), ...
+            raise _unreadable(path, "safetensors file", error, "a .safetensors state dict (torchvision/timm)") from None
     elif path.suffix in (".pth", ".pt", ".bin"):
-        state = _torch_state(path)
-        if state is None:
-            from keras_resnet.models.torch_checkpoint import read_pth, state_dict_arrays
+        try:
+            state = _torch_state(path)
+            if state is None:
+                from keras_resnet.models.torch_checkpoint import read_pth, state_dict_arrays
 
-            state = state_dict_arrays(read_pth(path), str(path))
+                state = state_dict_arrays(read_pth(path), str(path))
+        except (ValueError, OSError):
+            raise  # UnsafeCheckpointError and our own messages name the file already
+        except Exception as error:  # zip / pickle errors of a damaged file, torch's RuntimeError
+            raise _unreadable(path, "PyTorch checkpoint", error, "a torch.save() state dict (.pth)") from None
     else:
         raise ValueError(f"Unsupported checkpoint {path}. Expected a .safetensors or .pth/.pt/.bin file.")
     return {re.sub(r"^(module\.)", "", k): np.asarray(v) for k, v in state.items()}

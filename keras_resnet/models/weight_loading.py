@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_resnet.models.naming import is_head_layer, leaf_layers
 from keras_resnet.models.specs import ResNetSpec
 from keras_resnet.models.weight_cache import imagenet_weights_file
-from keras_resnet.models.naming import is_head_layer, leaf_layers
 from keras_resnet.models.weight_files import read_weights
 
 
@@ -126,7 +126,8 @@ def assign_by_name(
         shown = "\n  ".join(errors[:10]) + ("\n  ..." if len(errors) > 10 else "")
         raise ValueError(
             f"{len(errors)} backbone layers of {model.name!r} cannot be loaded from {source} "
-            f"(pass allow_partial=True to load the rest):\n  {shown}"
+            "(to load the rest anyway: set model.allow_partial_weights: true in the training config, "
+            f"e.g. --set model.allow_partial_weights=true; in Python, allow_partial=True):\n  {shown}"
         )
     if not to_set:
         raise ValueError(f"No layer of model {model.name!r} could be loaded from {source}:\n{report.summary()}")
@@ -193,7 +194,7 @@ def _has_layer(model, name: str) -> bool:
 
 
 def save_weights(model, path: str | os.PathLike) -> Path:
-    """``model.save_weights(path)`` atomically (a failed write keeps the old file).
+    """``model.save_weights(path)`` atomically (a failed write keeps the old file, a full disk is an ``OSError``).
 
     Args:
         model: The model.
@@ -202,11 +203,13 @@ def save_weights(model, path: str | os.PathLike) -> Path:
     Returns:
         ``path`` as a ``Path``.
     """
+    from keras_resnet.compat import weights_h5_bytes
     from keras_resnet.runs import atomic_path
 
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"Weights files must end in '.weights.h5'. Received: path={str(path)!r}")
+    data = weights_h5_bytes(model)  # built in memory: h5py writing to a full disk crashes the process
     with atomic_path(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+        tmp.write_bytes(data)
     return path

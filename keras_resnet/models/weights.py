@@ -16,6 +16,7 @@ The torch-free ``.pth`` reader is `keras_resnet.models.torch_checkpoint`. Existi
 in the module that defines it (e.g. ``weight_cache._download``), not here.
 """
 
+from keras_resnet.models.naming import is_head_layer, leaf_layers
 from keras_resnet.models.specs import CIFAR_STEM, ResNetSpec, get_spec
 from keras_resnet.models.torch_checkpoint import TorchCheckpointError, UnsafeCheckpointError, read_pth
 from keras_resnet.models.torch_convert import convert_torch_state_dict, convert_weights
@@ -41,7 +42,6 @@ from keras_resnet.models.weight_cache import (
     torchvision_checkpoint,
     torchvision_file,
 )
-from keras_resnet.models.naming import is_head_layer, leaf_layers
 from keras_resnet.models.weight_files import read_torch_checkpoint, read_weights
 from keras_resnet.models.weight_loading import LoadReport, assign_by_name, load_pretrained, save_weights
 

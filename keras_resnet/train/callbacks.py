@@ -2,7 +2,11 @@
 
 All files are written through `keras_resnet.runs` (temporary file + rename), so a
 run killed at any moment (Ctrl-C, SIGTERM, ``kill -9``) leaves every file either
-old or new, never half written.
+old or new, never half written. Given one `keras_resnet.runs.StagedFiles`, the
+epoch-end files of `HistoryCSV`, `ModelCheckpoints` and `AtomicBackupAndRestore`
+(which comes last and commits them) replace their old versions together, only once
+all of them are written: a write failing for a full disk or a file-size limit leaves
+the previous epoch's checkpoint, history and backup, which agree with each other.
 """
 
 from __future__ import annotations
@@ -37,15 +41,22 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
     its epoch; without a backup ``fit`` starts at its own ``initial_epoch``, also when
     the same model was resumed by another backup before (an earlier phase).
 
+    The weights file is built in memory (`keras_resnet.compat.weights_h5_bytes`) and
+    written by Python: h5py writing straight to a full disk crashes the process.
+
     Args:
         backup_dir: Directory of the backup (inside the run directory).
         delete_checkpoint: Remove the backup when ``fit`` completes.
+        staged: The epoch's `keras_resnet.runs.StagedFiles` shared with the other
+            callbacks; this callback adds its files and commits them all (None: its
+            own files only).
     """
 
-    def __init__(self, backup_dir, delete_checkpoint: bool = True):
+    def __init__(self, backup_dir, delete_checkpoint: bool = True, staged: runs.StagedFiles | None = None):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.delete_checkpoint = delete_checkpoint
+        self.staged = staged
         self._metadata = self.backup_dir / "training_metadata.json"
 
     def _read_metadata(self) -> dict | None:
@@ -69,12 +80,15 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         completed = epoch + 1
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
         previous = self._read_metadata()
         name = f"epoch-{completed}.weights.h5"
-        with runs.atomic_path(self.backup_dir / name, suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp)
-        runs.atomic_write_json(self._metadata, {"epoch": completed, "weights": name})
+        staged = self.staged if self.staged is not None else runs.StagedFiles()
+        data = compat.weights_h5_bytes(self.model)
+        with staged.stage(self.backup_dir / name, suffix=".weights.h5") as tmp:
+            tmp.write_bytes(data)
+        with staged.stage(self._metadata) as tmp:  # staged last: the epoch counts as done once it is renamed
+            tmp.write_text(json.dumps({"epoch": completed, "weights": name}, indent=2) + "\n", encoding="utf-8")
+        staged.commit()
         if previous and previous["weights"] != name:
             (self.backup_dir / previous["weights"]).unlink(missing_ok=True)
 
@@ -96,13 +110,17 @@ class ModelCheckpoints(keras.callbacks.Callback):
         monitor: ``"val_accuracy"`` (higher is better) or ``"val_loss"``; falls back
             to the training metric when there is no validation data.
         history_file: The CSV with earlier epochs (for the best value on resume).
+        staged: The epoch's `keras_resnet.runs.StagedFiles` (None: each file is
+            replaced as soon as it is written).
     """
 
-    def __init__(self, run_dir, monitor: str = "val_accuracy", history_file=None):
+    def __init__(self, run_dir, monitor: str = "val_accuracy", history_file=None,
+                 staged: runs.StagedFiles | None = None):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.history_file = Path(history_file) if history_file else self.run_dir / runs.HISTORY_FILE
+        self.staged = staged
         self.best = None
 
     def _better(self, value, best) -> bool:
@@ -121,14 +139,21 @@ class ModelCheckpoints(keras.callbacks.Callback):
             if value is not None and self._better(value, self.best):
                 self.best = value
 
+    def _save(self, view, path: Path) -> None:
+        if self.staged is None:
+            runs.atomic_save_model(view, path)
+        else:
+            with self.staged.stage(path) as tmp:
+                view.save(tmp)
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         view = inference_view(self.model)
-        runs.atomic_save_model(view, self.run_dir / runs.MODEL_FILE)
+        self._save(view, self.run_dir / runs.MODEL_FILE)
         value = self._metric(logs)
         if value is not None and not math.isnan(value) and self._better(value, self.best):
+            self._save(view, self.run_dir / runs.BEST_MODEL_FILE)
             self.best = value
-            runs.atomic_save_model(view, self.run_dir / runs.BEST_MODEL_FILE)
 
 
 def fit_verbosity(progress: str, stream=None) -> int:
@@ -167,7 +192,8 @@ class StopOnNaN(keras.callbacks.Callback):
     the last good epoch.
 
     Args:
-        run_dir: Named in the error message (where the last good model is).
+        run_dir: Named in the error message (where the last good model is, when
+            there is one).
     """
 
     def __init__(self, run_dir=None):
@@ -184,10 +210,14 @@ class StopOnNaN(keras.callbacks.Callback):
             return
         loss = float(loss)
         if math.isnan(loss) or math.isinf(loss):
-            where = f"{Path(self.run_dir) / runs.MODEL_FILE}" if self.run_dir else "the run directory"
+            checkpoint = Path(self.run_dir) / runs.MODEL_FILE if self.run_dir else None
+            if self._epoch > 0 and checkpoint is not None and checkpoint.is_file():
+                kept = f"the last good checkpoint (end of epoch {self._epoch}) is kept at {checkpoint}"
+            else:
+                kept = "no epoch completed, so no checkpoint was written"
             raise TrainingDivergedError(
                 f"Training diverged: loss={loss} at epoch {self._epoch + 1}, batch {batch + 1}. "
-                f"Stopped; the last good checkpoint (end of epoch {self._epoch}) is kept at {where}. "
+                f"Stopped; {kept}. "
                 "Lower optimizer.learning_rate, lengthen schedule.warmup_epochs or set optimizer.clipnorm, "
                 "then train again in a new run directory."
             )
@@ -219,11 +249,14 @@ class HistoryCSV(keras.callbacks.Callback):
 
     Args:
         path: The CSV file.
+        staged: The epoch's `keras_resnet.runs.StagedFiles` (None: the file is
+            replaced as soon as it is written).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, staged: runs.StagedFiles | None = None):
         super().__init__()
         self.path = Path(path)
+        self.staged = staged
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in read_history(self.path) if int(r["epoch"]) < epoch + 1]
@@ -237,7 +270,11 @@ class HistoryCSV(keras.callbacks.Callback):
         writer = csv.DictWriter(out, fieldnames=fields, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        runs.atomic_write_text(self.path, out.getvalue())
+        if self.staged is None:
+            runs.atomic_write_text(self.path, out.getvalue())
+        else:
+            with self.staged.stage(self.path) as tmp:
+                tmp.write_text(out.getvalue(), encoding="utf-8")
 
 
 def _plain(value):

@@ -20,6 +20,20 @@ from keras_resnet import runs
 log = logging.getLogger(__name__)
 
 
+class EvaluationNotWrittenError(OSError):
+    """The evaluation ran but its files could not be written (a read-only run, a full disk).
+
+    An ``OSError`` with the errno and path of the failed write (``cause``), carrying the
+    computed ``metrics`` (the dict `evaluate_run` would have returned), so a caller can
+    still show them.
+    """
+
+    def __init__(self, metrics: dict, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause), cause.filename)
+        self.metrics = metrics
+        self.cause = cause
+
+
 def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> dict:
     """Metrics from predicted probabilities and integer labels.
 
@@ -260,6 +274,8 @@ def evaluate_run(
             model without ``config.yaml``.
         ValueError: for an unknown split, a split the dataset lacks, or class names
             that differ from the model's labels.
+        EvaluationNotWrittenError: the metrics were computed but a file could not be
+            written (read-only run directory, full disk); it carries the metrics.
 
     Example:
         >>> evaluate_run("saved_models/run1", data_dir="../shared/datasets/cifar10")["top1"]
@@ -275,20 +291,22 @@ def evaluate_run(
     collector = TopLosses(top_losses) if write and top_losses else None
     metrics = evaluate_model(run.model, target.dataset, run.labels, on_batch=collector)
     extra = {"model": str(run.model_path), "dataset": data.dataset or data.data_dir}
-    written = {}
-    if collector is not None:
-        paths = target.paths
-        if paths is not None and len(paths) != metrics["num_examples"]:
-            # a file that passed the listing check failed to decode and was skipped
-            # (on_bad_image: skip): positions no longer match the listing, so no paths
-            log.warning("%d of %d listed images did not decode; top_losses.csv gives positions without paths.",
-                        len(paths) - metrics["num_examples"], len(paths))
-            paths = None
-        written = write_top_losses(collector.rows(), run.labels, run.run_dir, paths=paths,
-                                   title=f"Top {top_losses} losses ({split} split of {target.name})")
-    if write:
-        write_evaluation(run.run_dir, metrics, split, extra)
     result = {"split": split, **extra, **metrics}
-    if written:
-        result["top_losses"] = {k: str(v) for k, v in written.items()}
+    try:
+        if collector is not None:
+            paths = target.paths
+            if paths is not None and len(paths) != metrics["num_examples"]:
+                # a file that passed the listing check failed to decode and was skipped
+                # (on_bad_image: skip): positions no longer match the listing, so no paths
+                log.warning("%d of %d listed images did not decode; top_losses.csv gives positions without paths.",
+                            len(paths) - metrics["num_examples"], len(paths))
+                paths = None
+            written = write_top_losses(collector.rows(), run.labels, run.run_dir, paths=paths,
+                                       title=f"Top {top_losses} losses ({split} split of {target.name})")
+            if written:
+                result["top_losses"] = {k: str(v) for k, v in written.items()}
+        if write:
+            write_evaluation(run.run_dir, metrics, split, extra)
+    except OSError as error:  # the metrics exist: hand them over with the reason they were not saved
+        raise EvaluationNotWrittenError(result, error) from error
     return result

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_resnet import runs
+from keras_resnet.textsafe import safe_cell
 from keras_resnet.train.calibration import log_probabilities
 
 DEFAULT_COUNT = 16
 TOP_LOSSES_PNG = "top_losses.png"
 TOP_LOSSES_CSV = "top_losses.csv"
 CSV_COLUMNS = ("rank", "index", "path", "true", "predicted", "probability", "true_probability", "loss")
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def example_losses(probabilities, labels) -> np.ndarray:
@@ -124,12 +124,6 @@ class TopLosses:
             TopLoss(int(i), float(loss), int(y), int(p.argmax()), float(p.max()), float(p[y]), image)
             for i, loss, y, p, image in zip(self._index, self._losses, self._labels, self._probs, self._images)
         ]
-
-
-def safe_cell(value) -> str:
-    """A CSV text cell a spreadsheet will not run as a formula (leading ``= + - @``, tab, CR get a ``'``)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def top_losses_csv(rows: list[TopLoss], class_names: list[str], paths: list | None = None) -> str:

@@ -80,11 +80,12 @@ def build_model(model_config, num_classes: int, image_size, new_head: bool = Fal
     from keras_resnet.models.specs import get_spec
     from keras_resnet.models.weights import load_pretrained
 
+    partial = bool(getattr(model_config, "allow_partial_weights", False))
     model = build_resnet(
         model_config.name,
         num_classes=num_classes,
         input_shape=(int(image_size[0]), int(image_size[1]), 3),
-        weights=None if new_head else model_config.weights,
+        weights=None if new_head or partial else model_config.weights,
         dropout=model_config.dropout,
         pooling=model_config.pooling,
         hidden_units=model_config.hidden_units,
@@ -93,9 +94,11 @@ def build_model(model_config, num_classes: int, image_size, new_head: bool = Fal
         include_preprocessing=preprocessing is not None,
         preprocessing=preprocessing,
     )
-    if new_head and model_config.weights is not None:
-        # Fine-tuning trains a fresh head even when the source model had as many classes.
-        load_pretrained(model, get_spec(model_config.name, model_config.depth), model_config.weights, skip_head=True)
+    if (new_head or partial) and model_config.weights is not None:
+        # Fine-tuning trains a fresh head even when the source model had as many classes;
+        # model.allow_partial_weights loads what fits and reports the rest.
+        load_pretrained(model, get_spec(model_config.name, model_config.depth), model_config.weights,
+                        skip_head=new_head, allow_partial=partial)
     return model
 
 
@@ -146,33 +149,37 @@ def remove_backups(run_dir: Path, phases, chief: bool, worker: str) -> None:
         pass  # another worker's backup is still there; that worker removes it
 
 
-def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=()) -> list:
+def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=(),
+                   staged: runs.StagedFiles | None = None) -> list:
     """The callbacks of one phase, in the order they must run at each epoch end.
 
     NaN guard, learning-rate logging, ``history.csv``, checkpoints, TensorBoard, early
     stopping, ``extra``, and last the backup (so an epoch is only marked done once its
-    files are written). Non-chief workers only keep their own backup.
+    files are written). ``history.csv``, the checkpoints and the backup go through
+    ``staged`` (`keras_resnet.runs.StagedFiles`), which the backup commits: they are
+    replaced together or not at all. Non-chief workers only keep their own backup.
     """
     import keras
 
     from keras_resnet.train import callbacks as cb
 
+    staged = staged if staged is not None else runs.StagedFiles()
     backup = backup_dir(run_dir, phase_name, chief, worker)
     if not chief:
-        return [cb.StopOnNaN(run_dir), *extra, cb.AtomicBackupAndRestore(backup, delete_checkpoint=False)]
+        return [cb.StopOnNaN(run_dir), *extra, cb.AtomicBackupAndRestore(backup, delete_checkpoint=False, staged=staged)]
     t = config.training
     callbacks = [
         cb.StopOnNaN(run_dir),
         cb.LearningRateLogger(),
-        cb.HistoryCSV(run_dir / runs.HISTORY_FILE),
-        cb.ModelCheckpoints(run_dir, monitor=t.monitor),
+        cb.HistoryCSV(run_dir / runs.HISTORY_FILE, staged=staged),
+        cb.ModelCheckpoints(run_dir, monitor=t.monitor, staged=staged),
     ]
     if t.tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False))
     if t.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience))
     callbacks += list(extra)
-    callbacks.append(cb.AtomicBackupAndRestore(backup, delete_checkpoint=False))
+    callbacks.append(cb.AtomicBackupAndRestore(backup, delete_checkpoint=False, staged=staged))
     return callbacks
 
 
@@ -198,12 +205,19 @@ def run_dir_for(config) -> Path:
     """``config.run_dir``, or a new ``saved_models/<model>-<dataset>-<time>`` directory.
 
     Raises:
-        ValueError: for ``multi_worker`` without an explicit run_dir (workers must agree on it).
+        ValueError: for ``multi_worker`` without an explicit run_dir (workers must agree on it),
+            and for a run_dir that is an existing file.
     """
     from keras_resnet.train.records import default_run_dir
 
     if config.run_dir:
-        return Path(config.run_dir)
+        path = Path(config.run_dir)
+        if path.exists() and not path.is_dir():
+            raise ValueError(
+                f"The run directory {path} is an existing file, not a directory. Choose a directory (a new one, or a "
+                f"run directory to resume). Received: run_dir={config.run_dir!r}"
+            )
+        return path
     if config.training.strategy == "multi_worker":
         raise ValueError("strategy 'multi_worker' needs an explicit run_dir shared by all workers. Received: run_dir=None")
     return default_run_dir(config.model.name, config.data.dataset)
@@ -239,8 +253,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 
     from keras_resnet.train.callbacks import fit_verbosity
     from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
-    from keras_resnet.train.strategy import (configure_process, distribute_dataset_options, is_chief,
-                                             make_strategy, task_id)
+    from keras_resnet.train.resume import check_resume_config
+    from keras_resnet.train.strategy import configure_process, distribute_dataset_options, is_chief, make_strategy, task_id
 
     config = with_model_image_size(config)
     run_dir = run_dir_for(config)
@@ -250,6 +264,10 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
             "Choose another --run-dir, or evaluate it with `kresnet evaluate`."
         )
     phases = plan_phases(config)
+    check_resume_config(run_dir, config, log, BACKUP_DIR)  # before config.yaml is overwritten
+    runs.check_writable_folder(run_dir, "run")  # a read-only place fails here, before any TensorFlow work
+    for folder in (run_dir, *sorted(p for p in (run_dir / BACKUP_DIR).glob("*") if p.is_dir())):
+        runs.remove_stale_temporaries(folder)  # left by a run killed while writing
     strategy = make_strategy(config.training.strategy)
     configure_process(config.training.seed, config.training.deterministic, config.training.precision)
     if datasets is None:
@@ -285,7 +303,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
             log(f"Phase {phase.name!r} parameters (freeze={phase.freeze}):\n{parameter_table(model)}")
         with strategy.scope():
             compile_model(model, config, phase, steps)
-        phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks)
+        staged = runs.StagedFiles()
+        phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks, staged=staged)
         done = phase_callbacks[-1].restored_epoch
         if done >= phase.end_epoch:
             log(f"Phase {phase.name!r}: already complete (epochs {phase.initial_epoch + 1}-{phase.end_epoch}).")
@@ -295,16 +314,19 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
             log(f"Phase {phase.name!r}: epochs {phase.initial_epoch + 1}-{phase.end_epoch}, freeze={phase.freeze}.")
         if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
             train_ds = distribute_dataset_options(epoch_stream(max(done, phase.initial_epoch)), config.training.strategy)
-        model.fit(
-            train_ds,
-            steps_per_epoch=steps if epoch_stream is not None else None,
-            validation_data=val_ds,
-            epochs=phase.end_epoch,
-            initial_epoch=phase.initial_epoch,
-            callbacks=phase_callbacks,
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles
-        )
+        try:
+            model.fit(
+                train_ds,
+                steps_per_epoch=steps if epoch_stream is not None else None,
+                validation_data=val_ds,
+                epochs=phase.end_epoch,
+                initial_epoch=phase.initial_epoch,
+                callbacks=phase_callbacks,
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
+        finally:
+            staged.discard()  # an epoch end that failed midway (full disk, Ctrl-C) leaves the previous epoch's files
         if model.stop_training and phase is not phases[-1]:
             log(f"Early stopping in phase {phase.name!r}; later phases skipped.")
             break

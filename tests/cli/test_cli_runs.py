@@ -49,6 +49,13 @@ def with_callback(monkeypatch, callback):
     monkeypatch.setattr(trainer, "train", lambda config, log=print, **kw: real(config, callbacks=[callback], log=log))
 
 
+def assert_resume_hint(output, run):
+    """The interrupted command says how to resume: the same command with this --run-dir."""
+    import re
+
+    assert re.search(rf"Interrupted\. Run the same command.* --run-dir {re.escape(str(run))} to resume", output), output[-2000:]
+
+
 class PoisonWeightsAt(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
@@ -73,7 +80,7 @@ def test_ctrl_c_exits_with_status_130_and_the_same_command_resumes(tmp_path, fol
         with_callback(patch, interrupt_at(1))
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 130, result.output
-    assert f"Interrupted. Run the same command --run-dir {run} to resume" in result.output
+    assert_resume_hint(result.output, run)
     assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == [1]
     assert not (run / "metrics.json").exists()
     result = CliRunner().invoke(main, args)
@@ -219,6 +226,16 @@ def _interrupt_after(proc, history, epochs_done, sig, timeout=240):
     return proc.returncode, out
 
 
+def _resumed_after(out, epochs):
+    """The epoch a run says it resumed after (the backup's, written last at an epoch end: history.csv
+    may already hold the epoch a signal interrupted)."""
+    import re
+
+    found = re.findall(rf"resuming after epoch (\d+) of {epochs}", out)
+    assert len(found) == 1, out[-3000:]
+    return int(found[0])
+
+
 @pytest.mark.slow
 def test_sigint_and_sigterm_then_the_same_command_resumes(tmp_path, folder):
     """A real Ctrl-C exits 130; a SIGTERM kills; the same command line each time continues the run."""
@@ -226,19 +243,19 @@ def test_sigint_and_sigterm_then_the_same_command_resumes(tmp_path, folder):
     args = train_args(folder, run, epochs, "--set", "training.evaluate_split=none")
     # unbuffered: a process killed by SIGTERM flushes nothing, and its log lines are checked
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    code, out = _interrupt_after(_start(args, env), run / "history.csv", 1, signal.SIGINT)
+    code, out = _interrupt_after(_start(args, env), run / "history.csv", 2, signal.SIGINT)
     assert code == 130, out[-3000:]
-    assert f"Run the same command --run-dir {run} to resume" in out
-    stopped_at = len(read_history(run / "history.csv"))
-    assert 1 <= stopped_at < epochs
-    code, out = _interrupt_after(_start(args, env), run / "history.csv", stopped_at + 2, signal.SIGTERM)
+    assert_resume_hint(out, run)
+    interrupted_at = len(read_history(run / "history.csv"))
+    assert 2 <= interrupted_at < epochs
+    code, out = _interrupt_after(_start(args, env), run / "history.csv", interrupted_at + 2, signal.SIGTERM)
     assert code == -signal.SIGTERM, out[-3000:]
-    assert f"resuming after epoch {stopped_at} of {epochs}" in out
+    assert interrupted_at - 1 <= _resumed_after(out, epochs) <= interrupted_at
     killed_at = len(read_history(run / "history.csv"))
     assert killed_at < epochs, "the run finished before SIGTERM"
     result = subprocess.run([sys.executable, "-c", "from keras_resnet.cli import main; main()", *args], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"resuming after epoch {killed_at} of {epochs}" in result.stdout
+    assert killed_at - 1 <= _resumed_after(result.stdout, epochs) <= killed_at
     assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == list(range(1, epochs + 1))
     assert (run / "model.keras").is_file() and not (run / "backup").exists()

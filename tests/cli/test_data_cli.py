@@ -38,3 +38,25 @@ def test_bad_files_listed_and_exit_nonzero(tmp_path):
 def test_help_has_examples():
     result = CliRunner().invoke(main, ["data", "check", "--help"])
     assert result.exit_code == 0 and "Examples" in result.output
+
+
+def test_hostile_names_and_a_bomb_are_reported_escaped_as_training_would_skip_them(tmp_path):
+    from hostile_files import png_bytes, write_bomb_png, write_non_utf8_name
+
+    root = _folder(tmp_path / "ds")
+    write_non_utf8_name(root / "train" / "cat", png_bytes())
+    (root / "train" / "dog" / "evil\x1b[2J.jpg").write_text("not an image")
+    write_bomb_png(root / "train" / "dog" / "bomb.png")
+    result = CliRunner().invoke(main, ["data", "check", str(root)])
+    assert result.exit_code == 1
+    assert "bad\\xff\\xfe.png: file name is not valid UTF-8" in result.output
+    assert "bomb.png: too large to decode safely: 20000x20000 = 400.0 Mpixel" in result.output
+    assert "\x1b" not in result.output and "evil\\x1b[2J.jpg: not a JPEG/PNG/GIF/BMP image" in result.output
+    assert "3 error(s)" in result.output
+
+
+def test_a_bad_pixel_limit_variable_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KRESNET_MAX_IMAGE_PIXELS", "big")
+    result = CliRunner().invoke(main, ["data", "check", str(_folder(tmp_path / "ds"))])
+    assert result.exit_code == 1 and "KRESNET_MAX_IMAGE_PIXELS must be a whole number" in result.output
+    assert "Traceback" not in result.output

@@ -57,7 +57,8 @@ def test_export_defaults_to_latest_run(tiny_run, tmp_path):
         os.link(tiny_run.run_dir / name, run / name)
     result = CliRunner().invoke(
         main,
-        ["export", "--format", "keras", "--runs-root", str(tmp_path / "saved_models"), "--images", str(tiny_run.heldout), "--parity-samples", "3"],
+        ["export", "--format", "keras", "--runs-root", str(tmp_path / "saved_models"), "--images", str(tiny_run.heldout),
+         "--parity-samples", "3"],
     )
     assert result.exit_code == 0, result.output
     assert (run / "export" / "keras" / "model.keras").is_file() and "parity on 3 images" in result.output

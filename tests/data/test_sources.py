@@ -1,5 +1,6 @@
 """sources.py: image folders, TFDS (local builder, no network), offline resolution, stratified holdout."""
 
+import os
 import time
 
 import numpy as np
@@ -17,7 +18,8 @@ from keras_resnet.data.sources import (
 
 
 def test_folder_splits_and_sorted_label_mapping(tmp_path, corpus):
-    root = corpus.write_folder(tmp_path / "ds", {"train": {"zebra": 2, "ant": 3}, "validation": {"ant": 1, "zebra": 1}, "test": {"zebra": 1}})
+    splits = {"train": {"zebra": 2, "ant": 3}, "validation": {"ant": 1, "zebra": 1}, "test": {"zebra": 1}}
+    root = corpus.write_folder(tmp_path / "ds", splits)
     source = folder_source(root)
     assert source.class_names == ["ant", "zebra"]
     assert sorted(source.splits) == ["test", "train", "val"]
@@ -202,3 +204,98 @@ def test_offline_download_is_skipped_quickly(tmp_path, monkeypatch):
 def test_missing_data_dir_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         resolve_source(None, str(tmp_path / "nowhere"))
+
+
+# ------------------------------------------------ careless folders: nothing usable, one class, odd names
+
+
+def test_a_train_folder_of_undecodable_files_is_one_clear_error(tmp_path, corpus, caplog):
+    """Every file skipped used to leave an empty float32 path tensor (TypeError in ReadFile)."""
+    root = tmp_path / "ds"
+    for cls in ("a", "b"):
+        corpus.write_bad_files(root / "train" / cls)
+    with pytest.raises(ValueError, match=r"^no usable training images in .*ds/train \(6 unusable file\(s\) skipped"):
+        folder_source(root)
+    assert "notes.jpg: not a JPEG" in caplog.text  # the skipped files are listed first
+
+
+def test_an_all_undecodable_train_folder_stops_build_datasets_too(tmp_path, corpus):
+    from keras_resnet.data import DataConfig, build_datasets
+
+    root = tmp_path / "ds"
+    for cls in ("a", "b"):
+        corpus.write_bad_files(root / "train" / cls)
+    with pytest.raises(ValueError, match="no usable training images in"):
+        build_datasets(DataConfig(dataset=None, data_dir=str(root), batch_size=2, validation_fraction=0.0), seed=0)
+
+
+@pytest.mark.parametrize("layout", ["one class", "second class empty", "second class unreadable"])
+def test_fewer_than_two_classes_is_refused(tmp_path, corpus, layout):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 3}})
+    if layout != "one class":
+        (root / "train" / "b").mkdir()
+    if layout == "second class unreadable":
+        corpus.write_bad_files(root / "train" / "b")
+    message = r"has usable images of only one class \(a\); a classifier needs two or more classes"
+    if layout != "one class":
+        message += r" \(dropped for having no usable images: b\)"
+    with pytest.raises(ValueError, match=message):
+        folder_source(root)
+
+
+def test_a_class_with_only_unreadable_images_is_dropped_like_an_empty_one(tmp_path, corpus, caplog):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    (root / "train" / "c").mkdir()  # empty
+    corpus.write_bad_files(root / "train" / "d")  # three files, none usable
+    source = folder_source(root)
+    assert source.class_names == ["a", "b"]
+    assert sorted(source.splits["train"].labels.tolist()) == [0, 0, 1, 1]
+    assert "Class folder dropped (no images):" in caplog.text and "train/c" in caplog.text
+    assert "Class folder dropped (all 3 image file(s) unusable):" in caplog.text and "train/d" in caplog.text
+
+
+def test_a_test_split_missing_train_classes_is_warned_about(tmp_path, corpus, caplog):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2, "c": 2}, "test": {"a": 1}})
+    source = folder_source(root)
+    assert source.splits["test"].labels.tolist() == [0]
+    assert "The test split has no images of 2 train class(es): b, c" in caplog.text
+
+
+def test_a_test_split_without_usable_images_is_left_out(tmp_path, corpus, caplog):
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    corpus.write_bad_files(root / "test" / "a")
+    source = folder_source(root)
+    assert "test" not in source.splits
+    assert "The test split has no usable images; it is left out" in caplog.text
+
+
+def test_a_non_utf8_file_name_is_skipped_by_name_and_training_runs(tmp_path, corpus, caplog):
+    """It used to stop `train` with "'utf-8' codec can't encode characters ... surrogates not allowed"."""
+    from hostile_files import png_bytes, write_non_utf8_name
+
+    from keras_resnet.data import AugmentConfig, DataConfig, build_datasets
+
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    odd = write_non_utf8_name(root / "train" / "a", png_bytes())
+    source = folder_source(root)
+    assert source.bad_files == [(odd, "file name is not valid UTF-8 (rename the file to use it)")]
+    assert "bad\\xff\\xfe.png: file name is not valid UTF-8" in caplog.text  # escaped, so logging can print it
+    with pytest.raises(BadImageError, match=r"bad\\xff\\xfe\.png: file name is not valid UTF-8"):
+        folder_source(root, on_bad_image="error")
+    config = DataConfig(dataset=None, data_dir=str(root), batch_size=4, validation_fraction=0.0,
+                        normalization="unit", augment=AugmentConfig(enabled=False))
+    data = build_datasets(config, seed=0)
+    images, labels = next(iter(data.train))
+    assert images.shape == (4, 8, 8, 3) and data.bad_files == source.bad_files
+
+
+def test_a_non_utf8_class_folder_name_is_refused_by_name(tmp_path, corpus):
+    from hostile_files import png_bytes, write_non_utf8_name
+
+    from keras_resnet.data.check import check_folder
+
+    root = corpus.write_folder(tmp_path / "ds", {"train": {"a": 2, "b": 2}})
+    write_non_utf8_name(os.path.join(os.fsencode(root / "train"), b"c\xff"), png_bytes(), stem=b"x")
+    with pytest.raises(ValueError, match=r"Class folder name is not valid UTF-8: .*train/c\\xff\. "):
+        folder_source(root)
+    assert any("class folder name is not valid UTF-8" in i.message for i in check_folder(root).errors)

@@ -52,3 +52,40 @@ def test_labelled_folder_labels_by_class_name_round_robin(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No readable image"):
         load_labelled_folder(tmp_path / "empty", None)
+
+
+def test_decode_errors_name_the_file_with_a_short_reason_and_no_stray_decoder_lines(tmp_path, capfd):
+    """No ``{{function_node __wrapped__DecodeImage...}}`` or ``[Op:DecodeImage]``, no loose libjpeg lines."""
+    import io
+
+    noise = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40 + b"IEND")
+    errors = [item.error for item in load_images([tmp_path / "cut.jpg", tmp_path / "junk.png"])]
+    assert errors[0].startswith(f"Cannot decode image {tmp_path / 'cut.jpg'}: jpeg::Uncompress failed.")
+    assert "Premature end of JPEG data" in errors[0]  # the decoder's own line, attached to its file
+    assert str(tmp_path / "junk.png") in errors[1]
+    for error in errors:
+        assert "function_node" not in error and "[Op:" not in error and "\n" not in error
+    assert "Premature end" not in capfd.readouterr().err
+
+
+def test_control_characters_in_a_file_name_are_escaped_in_errors(tmp_path):
+    path = tmp_path / "evil\x1b[31mred\r.jpg"
+    path.write_text("not an image")
+    (error,) = [item.error for item in load_images([path])]
+    assert "\x1b" not in error and "\r" not in error and "evil\\x1b[31mred\\r.jpg" in error
+
+
+def test_a_file_that_is_no_supported_image_is_refused_before_decoding(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (5, 4)).save(buffer, "WEBP")  # TensorFlow would decode it, past any header check
+    webp = tmp_path / "x.webp"
+    webp.write_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match=r"x\.webp: not a JPEG/PNG/GIF/BMP image"):
+        read_image(webp)

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
+from torch_pth import Call, Global, write_pth  # tests/helpers
+from torchvision_state import set_by_hand, torchvision_state_dict  # tests/helpers
 
 from keras_resnet import build_resnet
 from keras_resnet.models import weight_cache
 from keras_resnet.models import weights as W
-from torch_pth import Call, Global, write_pth  # tests/helpers
-from torchvision_state import set_by_hand, torchvision_state_dict  # tests/helpers
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -34,7 +34,7 @@ def test_caffe_matches_keras_applications_preprocess_input():
 def test_backbone_names_are_unchanged_so_weights_load_by_name():
     raw = build_resnet("resnet18", num_classes=3, include_preprocessing=True)
     plain = build_resnet("resnet18", num_classes=3)
-    assert [l.name for l in raw.layers if l.name != PREPROCESSING_LAYER] == [l.name for l in plain.layers]
+    assert [layer.name for layer in raw.layers if layer.name != PREPROCESSING_LAYER] == [layer.name for layer in plain.layers]
     assert raw.layers[1].name == PREPROCESSING_LAYER and has_preprocessing(raw) and not has_preprocessing(plain)
     assert spec_of(raw)["mode"] == "torch"  # what torchvision's ImageNet weights expect
 

@@ -109,3 +109,18 @@ def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message):
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="resnet18, resnet34"):
         kr.build_resnet("resnet-50")
+
+
+@pytest.mark.parametrize("name, num_classes", [("resnet20", 10), ("resnet32_v2", 3), ("resnet18", 7)])
+def test_param_counts_for_any_head_match_a_built_model(name, num_classes):
+    model = kr.build_resnet(name, num_classes=num_classes, input_shape=(32, 32, 3))
+    assert SPECS[name].param_counts(num_classes) == (model.count_params(), trainable_count(model))
+
+
+def test_param_counts_of_the_usual_heads():
+    assert SPECS["resnet20"].default_num_classes == 10 and SPECS["resnet50"].default_num_classes == 1000
+    assert SPECS["resnet20"].param_counts(10) == (271_098, 269_722)  # the paper's 0.27M
+    assert SPECS["resnet50"].param_counts(1000) == (25_636_712, 25_583_592)
+    assert SPECS["resnet50"].feature_width == 2048 and SPECS["resnet18"].feature_width == 512
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1. Received: num_classes=0"):
+        SPECS["resnet20"].param_counts(0)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch_pth import Build, Call, Global, PersistentId, TensorView, pickle_bytes, write_pth  # tests/helpers
 
 from keras_resnet.models import torch_checkpoint as TC
-from torch_pth import Build, Call, Global, PersistentId, TensorView, pickle_bytes, write_pth  # tests/helpers
 
 DATA = Path(__file__).parent / "data"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from torch_pth import write_pth  # tests/helpers
 
 import keras_resnet as kr
 from keras_resnet.models.weights import convert_weights
-from torch_pth import write_pth  # tests/helpers
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "torch_resnet_reference.json").read_text())

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from torchvision_state import set_by_hand, torchvision_state_dict  # tests/helpers
 
 from keras_resnet import build_resnet
 from keras_resnet.cli import main
@@ -16,7 +17,6 @@ from keras_resnet.cli import weights as cli_weights
 from keras_resnet.models import weight_cache
 from keras_resnet.models import weights as W
 from keras_resnet.runs import atomic_save_model
-from torchvision_state import set_by_hand, torchvision_state_dict  # tests/helpers
 
 
 def tiny(num_classes=3, **kwargs):

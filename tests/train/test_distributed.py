@@ -60,6 +60,7 @@ def _env(**extra):
     return {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", **extra}
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_keeps_replicas_identical(tmp_path):
     out = tmp_path / "weights.json"
     script = MIRRORED.format(helpers=str(HELPERS), out=str(out), run=str(tmp_path / "run"))
@@ -149,6 +150,7 @@ def _run_workers_retrying_ports(tmp_path, run_dir, **kwargs):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_multi_worker_run_interrupted_after_epoch_1_resumes_with_identical_weights(tmp_path):
     run = tmp_path / "run"
     _, logs = _run_workers_retrying_ports(tmp_path / "first", run, interrupt_before=1)

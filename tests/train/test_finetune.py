@@ -7,11 +7,11 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from synthetic import interrupt_at, write_image_folder
 
 from keras_resnet import build_resnet
 from keras_resnet.train import finetune as ft
 from keras_resnet.train.config import TrainConfig
-from synthetic import interrupt_at, write_image_folder
 
 
 def tiny(name="resnet20", num_classes=3, width=0.25):

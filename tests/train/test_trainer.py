@@ -55,6 +55,7 @@ def test_two_epoch_run_leaves_complete_run_dir(tmp_path):
         train(tiny_config(run, epochs=2), datasets=make_datasets(), log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     quiet = lambda *_: None  # noqa: E731
     full = train(tiny_config(tmp_path / "full", epochs=3, deterministic=True), datasets=make_datasets(), log=quiet)
@@ -70,6 +71,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_weights_through_the_real_pipeline(tmp_path):
     """Shuffling and augmentation on: the resumed epoch 2 must see the batches of the uninterrupted epoch 2."""
     import dataclasses
@@ -87,7 +89,8 @@ def test_interrupted_run_resumes_to_identical_weights_through_the_real_pipeline(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         full = train(config("full"), log=quiet)
-    assert not [w for w in caught if "ran out of data" in str(w.message)], [(w.filename, w.lineno) for w in caught if "ran out" in str(w.message)]
+    ran_out = [(w.filename, w.lineno) for w in caught if "ran out of data" in str(w.message)]
+    assert not ran_out, ran_out
     with pytest.raises(KeyboardInterrupt):
         train(config("resumed"), callbacks=[interrupt_at(1)], log=quiet)
     lines = []
@@ -122,11 +125,13 @@ import sys
 sys.path.insert(0, {helpers!r})
 from synthetic import make_datasets, tiny_config
 from keras_resnet.train.trainer import train
-train(tiny_config({run!r}, epochs={epochs}, evaluate_split="none"), datasets=make_datasets(n_train=48, batch=4), log=lambda m: print(m, flush=True))
+train(tiny_config({run!r}, epochs={epochs}, evaluate_split="none"), datasets=make_datasets(n_train=48, batch=4),
+      log=lambda m: print(m, flush=True))
 print("DONE", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_to_exactly_the_asked_epochs(tmp_path):
     run, epochs = tmp_path / "run", 25
     script = tmp_path / "train_script.py"
