@@ -276,6 +276,9 @@ def export_model(
         ValueError / FileNotFoundError: bad arguments or missing files (before any conversion).
         ExportParityError: the artifact failed the gate; it was renamed to
             ``<name>.rejected`` and any previous artifact at ``output`` is untouched.
+        OSError: naming the path, when the output folder is not writable (checked
+            before the conversion), the disk is full or a file-size limit is hit;
+            temporaries and the folders this export created are removed.
 
     Example:
         >>> export_model("saved_models/run1", "tflite", "int8")
