@@ -17,6 +17,7 @@ LAYERS = {
     "keras_resnet": 0,
     "keras_resnet.config": 0,
     "keras_resnet.runs": 0,
+    "keras_resnet.files": 0,
     "keras_resnet.preprocessing": 0,
     "keras_resnet.compat": 0,
     "keras_resnet.textsafe": 0,

@@ -223,6 +223,46 @@ def run_dir_for(config) -> Path:
     return default_run_dir(config.model.name, config.data.dataset)
 
 
+def prepare_run_dir(config, log=print) -> Path:
+    """The run directory of ``config``, checked before any TensorFlow work.
+
+    Refuses a finished run and a resume whose config changes the run (before
+    ``config.yaml`` is overwritten), checks that the folder can be written, and
+    removes temporaries left by a run killed while writing.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        RunFinishedError: it holds a finished run.
+        ValueError: resuming with a config that differs in what the run depends on.
+        OSError: the folder cannot be written.
+    """
+    from keras_resnet.train.resume import check_resume_config
+
+    run_dir = run_dir_for(config)
+    if (run_dir / runs.METRICS_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
+        raise RunFinishedError(
+            f"{run_dir} already holds a finished run ({runs.METRICS_FILE}, no backup to resume). "
+            "Choose another --run-dir, or evaluate it with `kresnet evaluate`."
+        )
+    check_resume_config(run_dir, config, log, BACKUP_DIR)
+    runs.check_writable_folder(run_dir, "run")
+    for folder in (run_dir, *sorted(p for p in (run_dir / BACKUP_DIR).glob("*") if p.is_dir())):
+        runs.remove_stale_temporaries(folder)
+    return run_dir
+
+
+def _announce_phase(phase, done: int, num_phases: int, log) -> None:
+    """Say whether a phase is complete, resuming, or starting (the latter only with several phases)."""
+    if done >= phase.end_epoch:
+        log(f"Phase {phase.name!r}: already complete (epochs {phase.initial_epoch + 1}-{phase.end_epoch}).")
+    elif done > phase.initial_epoch:
+        log(f"Phase {phase.name!r}: resuming after epoch {done} of {phase.end_epoch}.")
+    elif num_phases > 1:
+        log(f"Phase {phase.name!r}: epochs {phase.initial_epoch + 1}-{phase.end_epoch}, freeze={phase.freeze}.")
+
+
 def train(config, datasets=None, callbacks=(), log=print) -> Path:
     """Train a model as ``config`` says and leave a complete run directory.
 
@@ -253,21 +293,11 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 
     from keras_resnet.train.callbacks import fit_verbosity
     from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
-    from keras_resnet.train.resume import check_resume_config
     from keras_resnet.train.strategy import configure_process, distribute_dataset_options, is_chief, make_strategy, task_id
 
     config = with_model_image_size(config)
-    run_dir = run_dir_for(config)
-    if (run_dir / runs.METRICS_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
-        raise RunFinishedError(
-            f"{run_dir} already holds a finished run ({runs.METRICS_FILE}, no backup to resume). "
-            "Choose another --run-dir, or evaluate it with `kresnet evaluate`."
-        )
     phases = plan_phases(config)
-    check_resume_config(run_dir, config, log, BACKUP_DIR)  # before config.yaml is overwritten
-    runs.check_writable_folder(run_dir, "run")  # a read-only place fails here, before any TensorFlow work
-    for folder in (run_dir, *sorted(p for p in (run_dir / BACKUP_DIR).glob("*") if p.is_dir())):
-        runs.remove_stale_temporaries(folder)  # left by a run killed while writing
+    run_dir = prepare_run_dir(config, log)
     strategy = make_strategy(config.training.strategy)
     configure_process(config.training.seed, config.training.deterministic, config.training.precision)
     if datasets is None:
@@ -306,12 +336,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         staged = runs.StagedFiles()
         phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks, staged=staged)
         done = phase_callbacks[-1].restored_epoch
-        if done >= phase.end_epoch:
-            log(f"Phase {phase.name!r}: already complete (epochs {phase.initial_epoch + 1}-{phase.end_epoch}).")
-        elif done > phase.initial_epoch:
-            log(f"Phase {phase.name!r}: resuming after epoch {done} of {phase.end_epoch}.")
-        elif len(phases) > 1:
-            log(f"Phase {phase.name!r}: epochs {phase.initial_epoch + 1}-{phase.end_epoch}, freeze={phase.freeze}.")
+        _announce_phase(phase, done, len(phases), log)
         if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
             train_ds = distribute_dataset_options(epoch_stream(max(done, phase.initial_epoch)), config.training.strategy)
         try:
