@@ -299,6 +299,7 @@ for write in (lambda: backup.on_epoch_end(0), lambda: save_weights(model, sys.ar
 """
 
 
+@pytest.mark.slow  # a fresh Python + TensorFlow process per CLI call: runs in CI's slow set
 def test_weights_files_on_a_full_disk_raise_instead_of_crashing(tmp_path, small_tmpfs):
     """h5py writing straight to a full disk: tracebacks at exit, then a segmentation fault (exit 139)."""
     disk = small_tmpfs("64k")
@@ -312,6 +313,7 @@ def test_weights_files_on_a_full_disk_raise_instead_of_crashing(tmp_path, small_
     assert list(disk.rglob("*.h5")) == []
 
 
+@pytest.mark.slow  # a fresh Python + TensorFlow process per CLI call: runs in CI's slow set
 def test_file_size_limit_during_train_is_one_line_and_the_same_command_resumes(tmp_path, folder):
     """ulimit -f below the size of model.keras: before, a traceback and a history.csv listing epoch 1 with no
     model.keras (or a process killed by SIGXFSZ)."""
@@ -350,6 +352,7 @@ def test_full_tmpfs_during_train_is_one_line_no_crash_and_resumes_after_space_is
 # ------------------------------------------------------------------ 4: a full disk or size limit on export
 
 
+@pytest.mark.slow  # a fresh Python + TensorFlow process per CLI call: runs in CI's slow set
 def test_file_size_limit_on_export_is_one_line_and_leaves_no_folder(tmp_path, tiny_run):
     """A limit the run's files fit under (~270 KB unpacked) but the SavedModel's graph (~440 KB) does not."""
     import keras
@@ -431,6 +434,7 @@ main()
 """
 
 
+@pytest.mark.slow  # a fresh Python + TensorFlow process per CLI call: runs in CI's slow set
 def test_kill_9_during_tflite_export_leaves_temporaries_the_next_export_removes(tmp_path, tiny_run):
     temp = tmp_path / "tmp"
     temp.mkdir()
