@@ -17,6 +17,7 @@ LAYERS = {
     "keras_resnet": 0,
     "keras_resnet.config": 0,
     "keras_resnet.runs": 0,
+    "keras_resnet.plots": 0,
     "keras_resnet.files": 0,
     "keras_resnet.preprocessing": 0,
     "keras_resnet.compat": 0,
@@ -68,6 +69,13 @@ def test_no_module_imports_a_layer_above_its_own(path):
     own = layer_of(module_name(path))
     upward = [(name, line) for name, line in imports_of(path) if layer_of(name) > own]
     assert not upward, f"{path.relative_to(PACKAGE.parent)} (layer {own}) imports upward: {upward}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "export").rglob("*.py")), ids=lambda p: p.name)
+def test_export_does_not_reach_into_train(path):
+    """Export stands beside training (shared/DESIGN.md): it serves trained models, not the trainer."""
+    into_train = [(name, line) for name, line in imports_of(path) if name.startswith("keras_resnet.train")]
+    assert not into_train, f"{path.relative_to(PACKAGE.parent)} imports keras_resnet.train: {into_train}"
 
 
 def test_the_layer_map_covers_every_module_and_can_fail():

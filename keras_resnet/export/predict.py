@@ -188,7 +188,7 @@ def explain_files(runner, predictions: list[Prediction], out_dir: str | os.PathL
     """
     from keras_resnet.data.preprocess import resize_for_eval
     from keras_resnet.models.gradcam import grad_cam
-    from keras_resnet.train.plots import plot_gradcam
+    from keras_resnet.plots import plot_gradcam
 
     model = getattr(runner, "model", None)
     if model is None:

@@ -265,8 +265,8 @@ def calibrate_run(
         >>> result = calibrate_run("saved_models/run1")
         >>> result.temperature, result.before["test"]["ece"], result.after["test"]["ece"]
     """
+    from keras_resnet.plots import plot_reliability
     from keras_resnet.train.evaluate import predict_dataset, split_data
-    from keras_resnet.train.plots import plot_reliability
 
     run = runs.load_run(path, runs_root)
     found = split_data(run, "val", dataset=dataset, data_dir=data_dir, batch_size=batch_size, missing_ok=True)

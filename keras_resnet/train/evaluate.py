@@ -168,7 +168,7 @@ def write_evaluation(run_dir: Path, metrics: dict, split: str, extra: dict | Non
     Returns:
         The ``metrics.json`` path.
     """
-    from keras_resnet.train.plots import CONFUSION_FILE, plot_confusion_matrix
+    from keras_resnet.plots import CONFUSION_FILE, plot_confusion_matrix
 
     run_dir = Path(run_dir)
     record = {"split": split, **(extra or {}), **metrics}
@@ -176,7 +176,7 @@ def write_evaluation(run_dir: Path, metrics: dict, split: str, extra: dict | Non
     plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], run_dir / CONFUSION_FILE,
                           title=f"Confusion matrix ({split}, top-1 {metrics['top1']:.3f})")
     if metrics.get("reliability"):
-        from keras_resnet.train.plots import CALIBRATION_FILE, plot_reliability
+        from keras_resnet.plots import CALIBRATION_FILE, plot_reliability
 
         title = f"Reliability ({split}): ECE {metrics['ece']:.4f}, NLL {metrics['nll']:.4f}"
         plot_reliability([(metrics["reliability"], title)], run_dir / CALIBRATION_FILE)

@@ -155,7 +155,7 @@ def write_top_losses(
     Returns:
         ``{"csv": path, "png": path}``, or ``{}`` when there are no rows.
     """
-    from keras_resnet.train.plots import plot_image_grid
+    from keras_resnet.plots import plot_image_grid
 
     if not rows:
         return {}

@@ -370,9 +370,9 @@ def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print
     """
     import keras
 
+    from keras_resnet.plots import CURVES_FILE, plot_history
     from keras_resnet.train.callbacks import inference_view, read_history
     from keras_resnet.train.evaluate import evaluate_model, format_report, write_evaluation
-    from keras_resnet.train.plots import CURVES_FILE, plot_history
 
     metadata = {"labels": list(datasets.class_names), "preprocessing": datasets.preprocessing}
     runs.atomic_save_model(inference_view(model), run_dir / runs.MODEL_FILE, metadata=metadata)

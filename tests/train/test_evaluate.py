@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_resnet.plots import plot_history
 from keras_resnet.train.evaluate import evaluate_model, format_report, metrics_from_predictions, write_evaluation
-from keras_resnet.train.plots import plot_history
 
 
 def test_metrics_known_answer():

@@ -1,5 +1,8 @@
 """PNG plots of a run: training curves, the confusion matrix, the reliability diagram,
-image grids (top losses) and Grad-CAM overlays (matplotlib, Agg backend)."""
+image grids (top losses) and Grad-CAM overlays (matplotlib, Agg backend).
+
+In the bottom layer: training, evaluation and export (Grad-CAM in ``kresnet predict``)
+all draw with it, and export does not import the trainer's package."""
 
 from __future__ import annotations
 
