@@ -4,6 +4,10 @@ Shared by the converter tests (tests/models/test_weights.py) and the ImageNet do
 tests (tests/models/test_imagenet_torchvision.py).
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 
 
@@ -60,3 +64,15 @@ def set_by_hand(model, state):
                 model.get_layer(f"{ours}_0_bn").set_weights([state[f"{torch_key}.downsample.1.{p}"] for p in bn])
             block += 1
     model.get_layer("predictions").set_weights([state["fc.weight"].T, state["fc.bias"]])
+
+
+def reference_script():
+    """The module ``tests/models/data/make_torch_reference.py`` (regenerates the recorded torch logits), imported once."""
+    path = Path(__file__).resolve().parents[1] / "models" / "data" / "make_torch_reference.py"
+    spec = importlib.util.spec_from_file_location("make_torch_reference", path)
+    if spec.name in sys.modules:
+        return sys.modules[spec.name]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -5,26 +5,19 @@ opcode, without torch) and from ``data/torch_tiny_state_dict.pth``, written by t
 itself (``data/make_torch_reference.py --tiny-pth``).
 """
 
-import importlib.util
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from torch_pth import Build, Call, Global, PersistentId, TensorView, pickle_bytes, write_pth  # tests/helpers
+from torchvision_state import reference_script
 
 from keras_resnet.models import torch_checkpoint as TC
 
 DATA = Path(__file__).parent / "data"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("make_torch_reference", DATA / "make_torch_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_same(got: dict, expected: dict):
@@ -38,7 +31,7 @@ def assert_same(got: dict, expected: dict):
 def test_reads_a_file_written_by_torch_itself():
     """torch 2.13's own output: a module state dict (with _metadata), views, fp16, bf16, int64, Parameter."""
     loaded = TC.read_pth(DATA / "torch_tiny_state_dict.pth")
-    assert_same(TC.state_dict_arrays(loaded), _script().tiny_state_expected())
+    assert_same(TC.state_dict_arrays(loaded), reference_script().tiny_state_expected())
     assert loaded._metadata["bn"] == {"version": 2}  # the BUILD opcode set it, as torch.load does
 
 

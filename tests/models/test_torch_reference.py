@@ -10,7 +10,6 @@ a checkpoint with torchvision's key names (``.safetensors``, or ``.pth`` in torc
 zip format read by the torch-free reader), convert it and compare logits.
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 from torch_pth import write_pth  # tests/helpers
+from torchvision_state import reference_script
 
 import keras_resnet as kr
 from keras_resnet.models.weights import convert_weights
@@ -27,15 +27,9 @@ DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "torch_resnet_reference.json").read_text())
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_torch_reference", DATA / "make_torch_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
-_SCRIPT = _load_script()
+_SCRIPT = reference_script()
 seeded_state_dict = _SCRIPT.seeded_state_dict
 reference_input = _SCRIPT.reference_input
 
