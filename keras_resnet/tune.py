@@ -288,6 +288,11 @@ def default_tune_dir(config) -> Path:
     return runs.DEFAULT_RUNS_ROOT / f"tune-{config.model.name}-{dataset or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+#: Share of the training images a search holds out to score trials when the base config
+#: has ``data.validation_fraction: 0`` (a recipe that trains its final model on every image).
+TUNE_HOLDOUT = 0.1
+
+
 def tune(
     config, space=(), max_trials: int | None = None, algorithm: str = "random", directory=None, datasets=None, log=print
 ) -> TuneResult:
@@ -348,7 +353,13 @@ def tune(
             cache[key] = build_datasets(trial_config.data, seed=trial_config.training.seed)
         return cache[key]
 
-    hypermodel = _make_hypermodel(config, params, datasets_for)
+    search_config = config
+    if config.data.validation_fraction == 0 and datasets is None:
+        # Trials are scored on held-out images; the final recipe may still train on all of them.
+        search_config = dataclasses.replace(config, data=dataclasses.replace(config.data, validation_fraction=TUNE_HOLDOUT))
+        log(f"data.validation_fraction is 0: the search holds out {TUNE_HOLDOUT:.0%} of train to score its trials "
+            "(a folder's own val/ split is used as is); best_config.yaml keeps 0, so the final run trains on every image.")
+    hypermodel = _make_hypermodel(search_config, params, datasets_for)
     tuner = make_tuner(algorithm, hypermodel, directory, max_trials, config.training.epochs, config.training.seed)
     log(f"Search directory: {directory}  ({algorithm}, up to {max_trials} trials, objective {OBJECTIVE})")
     log("Search space: " + "; ".join(_describe(p) for p in params))

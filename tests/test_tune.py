@@ -131,6 +131,15 @@ def test_cli_rejects_a_bad_space_before_training():
 
 
 @pytest.mark.slow
+def tiny_tune_args(root, search, validation_fraction, *extra):
+    """`kresnet tune` arguments for a width-0.25 ResNet-20 on ``root``, 1 epoch of 2 steps per trial."""
+    return ["tune", "--data-dir", str(root), "--model", "resnet20", "--epochs", "1", "--batch-size", "4",
+            "--set", "model.width_multiplier=0.25", "--set", "training.progress=none",
+            "--set", "training.tensorboard=false", "--set", f"data.validation_fraction={validation_fraction}",
+            "--set", "schedule.warmup_epochs=0", "--set", "training.steps_per_epoch=2",
+            "--space", "optimizer.learning_rate=0.01:0.5:log", "--dir", str(search), *extra]
+
+
 def test_cli_bayesian_search_end_to_end(tmp_path):
     """`kresnet tune --algorithm bayesian` on an image folder: trials past the random start come from the
     Gaussian process; the results table and best_config.yaml come out, and `kresnet train --config` takes it."""
@@ -140,12 +149,7 @@ def test_cli_bayesian_search_end_to_end(tmp_path):
 
     root = write_image_folder(tmp_path / "images")
     search = tmp_path / "search"
-    args = ["tune", "--data-dir", str(root), "--model", "resnet20", "--epochs", "1", "--batch-size", "4",
-            "--set", "model.width_multiplier=0.25", "--set", "training.progress=none",
-            "--set", "training.tensorboard=false", "--set", "data.validation_fraction=0.25",
-            "--set", "schedule.warmup_epochs=0", "--set", "training.steps_per_epoch=2",
-            "--space", "optimizer.learning_rate=0.01:0.5:log", "--algorithm", "bayesian", "--max-trials", "4",
-            "--dir", str(search)]
+    args = tiny_tune_args(root, search, 0.25, "--algorithm", "bayesian", "--max-trials", "4")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "(bayesian, up to 4 trials, objective val_accuracy)" in result.output
@@ -214,3 +218,21 @@ def test_cli_grid_refuses_a_range_before_training():
     assert result.exit_code != 0
     assert "Grid search tries every combination of values given as lists" in result.output
     assert "--space optimizer.learning_rate=0.1,0.5" in result.output
+
+
+def test_a_recipe_without_holdout_is_searched_on_a_holdout_and_keeps_none(tmp_path):
+    """Base config with ``data.validation_fraction: 0`` (the default CIFAR-10 recipe): trials are scored on a
+    10% holdout of train, and best_config.yaml keeps 0 so the final model trains on every image."""
+    from synthetic import write_image_folder
+
+    from keras_resnet.tune import TUNE_HOLDOUT
+
+    root = write_image_folder(tmp_path / "images")
+    search = tmp_path / "search"
+    args = tiny_tune_args(root, search, 0, "--max-trials", "1")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"holds out {TUNE_HOLDOUT:.0%} of train" in result.output and TUNE_HOLDOUT == 0.1
+    rows = list(csv.DictReader((search / "tune_results.csv").open()))
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["score"]) <= 1.0 and rows[0]["score"] != ""
+    assert load_config(search / "best_config.yaml").data.validation_fraction == 0.0

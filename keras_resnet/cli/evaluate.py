@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from keras_resnet.compat import import_tensorflow_quietly
-from keras_resnet.config import EvalSplit, choices
+from keras_resnet.config import TTA, EvalSplit, choices
 
 
 @click.command("evaluate")
@@ -16,8 +16,11 @@ from keras_resnet.config import EvalSplit, choices
 @click.option("--batch-size", type=int, help="Evaluation batch size (default: the run's).")
 @click.option("--top-losses", type=click.IntRange(min=0), default=16, show_default=True,
               help="Highest-loss images in top_losses.png / top_losses.csv (0: none).")
+@click.option("--tta", type=click.Choice(choices(TTA)), default="none", show_default=True,
+              help="Test-time augmentation reported beside the plain figures: flip = mean of the "
+                   "probabilities on each image and its mirror image.")
 @click.option("--no-write", is_flag=True, help="Only print; do not write metrics.json or the plots.")
-def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, no_write) -> None:
+def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, tta, no_write) -> None:
     """Evaluate a trained model: loss, top-1, top-5, per-class precision/recall/F1, confusion matrix.
 
     RUN is a run directory or a .keras file (default: the most recent run under
@@ -28,11 +31,16 @@ def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, no_w
     diagram) and top_losses.png / top_losses.csv (the highest-loss images, with their
     paths) beside the model.
 
+    --tta flip also predicts each image's mirror image in the same pass and reports
+    the mean of the two (a "TTA flip:" line, and a "tta" section in metrics.json)
+    beside the plain figures, which stay as they are.
+
     \b
     Examples:
       kresnet evaluate
       kresnet evaluate saved_models/resnet20-cifar10-20250101-120000
       kresnet evaluate saved_models/run/best.keras --split val
+      kresnet evaluate saved_models/run --tta flip
       kresnet evaluate saved_models/run --data-dir ../shared/datasets/cifar10
     """
     import_tensorflow_quietly()
@@ -43,7 +51,7 @@ def evaluate_command(run, dataset, data_dir, split, batch_size, top_losses, no_w
 
     try:  # other errors: the group's boundary
         metrics = evaluate_run(run, dataset=dataset, data_dir=data_dir, split=split, batch_size=batch_size,
-                               write=not no_write, top_losses=top_losses)
+                               write=not no_write, top_losses=top_losses, tta=tta)
     except EvaluationNotWrittenError as error:  # a read-only run: the metrics first, then why they were not saved
         click.echo(report(error.metrics))
         raise error.cause from None

@@ -50,6 +50,7 @@ from keras_resnet.config.recipes import (
 )
 from keras_resnet.config.schema import (
     FREEZE_POLICIES,
+    TTA,
     EvalSplit,
     EvaluateSplit,
     FinetuneConfig,
@@ -98,6 +99,7 @@ __all__ = [
     "ScheduleName",
     "SearchAlgorithm",
     "StrategyName",
+    "TTA",
     "TrainConfig",
     "TrainingConfig",
     "check_literals",

@@ -296,6 +296,8 @@ def validate_config(config: TrainConfig) -> None:
     _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "in [0, 1)")
     _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, ">= 0")
     _check(o.clipnorm is None or o.clipnorm > 0, "optimizer.clipnorm", o.clipnorm, "> 0 or null")
+    _check(o.ema_momentum is None or 0.0 < o.ema_momentum < 1.0, "optimizer.ema_momentum", o.ema_momentum,
+           "in (0, 1), e.g. 0.999, or null (off)")
     _check(s.warmup_epochs >= 0, "schedule.warmup_epochs", s.warmup_epochs, ">= 0")
     _check(list(s.boundaries) == sorted(s.boundaries) and all(b > 0 for b in s.boundaries),
            "schedule.boundaries", s.boundaries, "increasing positive epochs")

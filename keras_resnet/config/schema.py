@@ -22,7 +22,9 @@ from keras_resnet.config.data import DataConfig
 Pooling = Literal["avg", "max"]
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["step", "cosine", "one_cycle", "constant"]
-Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+#: Test-time augmentation of an evaluation: ``none``, or ``flip`` (average with the mirrored image).
+TTA = Literal["none", "flip"]
 StrategyName = Literal["auto", "default", "mirrored", "multi_worker", "tpu"]
 Monitor = Literal["val_accuracy", "val_loss"]
 Progress = Literal["bar", "epoch", "none"]
@@ -86,6 +88,10 @@ class OptimizerConfig:
         beta_2: AdamW beta_2.
         epsilon: AdamW epsilon.
         clipnorm: Clip each gradient to this norm (None: no clipping).
+        ema_momentum: Keep an exponential moving average of the weights with this
+            momentum (Keras optimizers' ``use_ema``), e.g. 0.999; the saved
+            ``model.keras`` and its evaluation use the averaged weights. None: off.
+            Per-epoch validation and ``best.keras`` see the live weights.
     """
 
     name: OptimizerName = "sgd"
@@ -99,6 +105,7 @@ class OptimizerConfig:
     beta_2: float = 0.999
     epsilon: float = 1.0e-7
     clipnorm: float | None = None
+    ema_momentum: float | None = None
 
 
 @dataclasses.dataclass
@@ -132,8 +139,11 @@ class TrainingConfig:
         seed: Seeds Python, NumPy, TensorFlow and the data pipeline.
         deterministic: Deterministic ops (``tf.config.experimental.enable_op_determinism``):
             slower, bit-for-bit repeatable on the same machine.
-        precision: ``float32``, ``mixed_float16`` (GPUs) or ``mixed_bfloat16`` (TPUs,
-            recent CPUs); the classifier head always computes in float32.
+        precision: ``auto``, ``float32``, ``mixed_float16`` or ``mixed_bfloat16``; the
+            classifier head always computes in float32. ``auto`` picks what is fastest
+            where the run starts (see `keras_resnet.train.precision.resolve_precision`):
+            bfloat16 on TPUs, GPUs of compute capability 8.0+ and CPUs with AMX-BF16,
+            float16 on older GPUs, float32 otherwise.
         strategy: ``auto`` (MirroredStrategy when more than one GPU is visible),
             ``default``, ``mirrored``, ``multi_worker`` (reads ``TF_CONFIG``) or ``tpu``.
         label_smoothing: Label smoothing of the categorical cross-entropy.
@@ -145,6 +155,8 @@ class TrainingConfig:
         progress: ``bar`` (Keras progress bar), ``epoch`` (one line per epoch) or ``none``.
         tensorboard: Write TensorBoard logs to ``RUN/logs``.
         evaluate_split: Split evaluated at the end (``metrics.json``); ``none`` to skip.
+        tta: Test-time augmentation also reported by the final evaluation, beside
+            (never instead of) the plain figures: ``none`` or ``flip``.
     """
 
     epochs: int = 30
@@ -160,6 +172,7 @@ class TrainingConfig:
     progress: Progress = "bar"
     tensorboard: bool = True
     evaluate_split: EvaluateSplit = "test"
+    tta: TTA = "none"
 
 
 @dataclasses.dataclass

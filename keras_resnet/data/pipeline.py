@@ -222,9 +222,12 @@ def _fingerprint(source: Source, config: DataConfig, seed: int, image_size) -> d
 
 
 def _validation_kind(source: Source, config: DataConfig, seed: int) -> str:
-    """"split" when the source has its own validation split, else the holdout that made one."""
+    """"split" when the source has its own validation split, "none" when the run has no
+    validation data (all training images train), else the holdout that made one."""
     val = source.splits.get("val")
-    if val is not None and val.paths is None and val.indices is None:
+    if val is None:
+        return "none"
+    if val.paths is None and val.indices is None:
         return "split"
     return f"holdout {config.validation_fraction} seed {seed}"
 

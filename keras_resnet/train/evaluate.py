@@ -6,6 +6,10 @@ raw pixels), builds only the evaluated split with the run's data config, and wri
 ``metrics.json`` and ``confusion_matrix.png`` beside the model, with the calibration
 figures (ECE, NLL, ``calibration.png``; `keras_resnet.train.calibration`) and the
 highest-loss images (``top_losses.png`` / ``.csv``; `keras_resnet.train.top_losses`).
+
+Test-time augmentation (``tta="flip"``) is reported beside the plain figures, never
+instead of them: the same pass over the data predicts each batch and its mirrored
+copy, and the metrics gain a ``"tta"`` section (see `evaluate_model`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from keras_resnet import runs
+from keras_resnet.config import TTA, choices
 
 log = logging.getLogger(__name__)
+
+#: The figures of a TTA evaluation kept in the ``"tta"`` section (the per-class table,
+#: confusion matrix and reliability bins stay those of the plain predictions).
+TTA_KEYS = ("loss", "top1", "top5", "top5_k", "macro_f1", "ece", "nll")
 
 
 class EvaluationNotWrittenError(OSError):
@@ -97,6 +106,57 @@ def metrics_from_predictions(probabilities, labels, class_names: list[str]) -> d
     }
 
 
+def check_tta(tta: str) -> str:
+    """``tta`` if it is a test-time augmentation kresnet knows (`keras_resnet.config.TTA`).
+
+    Args:
+        tta: ``"none"`` or ``"flip"``.
+
+    Returns:
+        ``tta``.
+
+    Raises:
+        ValueError: for any other value, quoting it.
+    """
+    allowed = choices(TTA)
+    if tta not in allowed:
+        raise ValueError(f"tta must be one of {', '.join(allowed)}. Received: tta={tta!r}")
+    return tta
+
+
+def tta_probabilities(model, images, tta: str = "flip", probabilities=None) -> np.ndarray:
+    """Test-time-augmented class probabilities of one batch.
+
+    ``flip``: the mean of the model's probabilities on the images and on their
+    horizontal mirror images (``keras.ops.flip`` on the width axis of the NHWC batch).
+
+    Args:
+        model: A Keras model outputting class probabilities (softmax).
+        images: One ``[N, H, W, C]`` batch, as the model takes it.
+        tta: ``"flip"`` (``"none"`` returns the plain probabilities).
+        probabilities: The model's plain ``[N, C]`` probabilities of ``images`` when
+            already computed (not predicted again).
+
+    Returns:
+        float64 ``[N, C]``.
+
+    Raises:
+        ValueError: an unknown ``tta``, or images that are not a batch of NHWC images.
+    """
+    import keras
+
+    check_tta(tta)
+    if probabilities is None:
+        probabilities = model.predict_on_batch(images)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if tta == "none":
+        return probabilities
+    if len(images.shape) != 4:
+        raise ValueError(f"Flip TTA needs a batch of [N, H, W, C] images. Received: shape={tuple(images.shape)}")
+    mirrored = np.asarray(model.predict_on_batch(keras.ops.flip(images, axis=2)), dtype=np.float64)
+    return (probabilities + mirrored) / 2.0
+
+
 def predict_dataset(model, dataset, on_batch=None) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and integer labels of a batched ``(images, one_hot_labels[, weights])`` dataset.
 
@@ -112,21 +172,49 @@ def predict_dataset(model, dataset, on_batch=None) -> tuple[np.ndarray, np.ndarr
     Raises:
         ValueError: for an empty dataset.
     """
-    probabilities, labels = [], []
+    probabilities, labels, _ = predict_dataset_tta(model, dataset, "none", on_batch)
+    return probabilities, labels
+
+
+def predict_dataset_tta(model, dataset, tta: str = "none", on_batch=None):
+    """Plain and test-time-augmented probabilities of a dataset, from one pass over it.
+
+    Each batch is read once; its plain and (for ``tta="flip"``) mirrored predictions
+    are made from it (two ``predict_on_batch`` calls of the batch's own size, so the
+    plain probabilities are exactly those of an evaluation without TTA).
+
+    Args:
+        model: A Keras model outputting class probabilities.
+        dataset: Batches of ``(images, one_hot_labels[, weights])``.
+        tta: ``"none"`` or ``"flip"`` (see `tta_probabilities`).
+        on_batch: Optional ``f(images, probabilities, labels)`` per batch, given the
+            plain probabilities.
+
+    Returns:
+        ``(plain float64 [N, C], int64 [N], TTA float64 [N, C] or None for "none")``.
+
+    Raises:
+        ValueError: for an unknown ``tta`` or an empty dataset.
+    """
+    check_tta(tta)
+    probabilities, labels, augmented = [], [], []
     for element in dataset:
         images, one_hot = element[0], element[1]
         probs = np.asarray(model.predict_on_batch(images), dtype=np.float64)
         batch_labels = np.asarray(one_hot).argmax(axis=-1)
         if on_batch is not None:
             on_batch(np.asarray(images), probs, batch_labels)
+        if tta != "none":
+            augmented.append(tta_probabilities(model, images, tta, probabilities=probs))
         probabilities.append(probs)
         labels.append(batch_labels)
     if not probabilities:
         raise ValueError("Cannot evaluate on an empty dataset. Received: 0 batches")
-    return np.concatenate(probabilities), np.concatenate(labels)
+    return (np.concatenate(probabilities), np.concatenate(labels),
+            np.concatenate(augmented) if augmented else None)
 
 
-def evaluate_model(model, dataset, class_names: list[str], on_batch=None) -> dict:
+def evaluate_model(model, dataset, class_names: list[str], on_batch=None, tta: str = "none") -> dict:
     """Evaluate ``model`` on a batched dataset of ``(images, one_hot_labels[, weights])``.
 
     Args:
@@ -135,17 +223,63 @@ def evaluate_model(model, dataset, class_names: list[str], on_batch=None) -> dic
             for a model carrying its preprocessing, as ``keras_resnet.data``
             delivers them).
         class_names: Class names in index order.
-        on_batch: See `predict_dataset`.
+        on_batch: See `predict_dataset` (it sees the plain probabilities).
+        tta: ``"none"``, or ``"flip"`` to also report test-time augmentation (the
+            mean of the probabilities on each image and its mirror image), from the
+            same pass over ``dataset``.
 
     Returns:
-        The dict of `metrics_from_predictions`.
+        The dict of `metrics_from_predictions` for the plain predictions; with
+        ``tta="flip"`` also ``"tta": {"method": "flip", "loss", "top1", "top5",
+        "top5_k", "macro_f1", "ece", "nll"}`` computed the same way from the
+        augmented probabilities.
+
+    Raises:
+        ValueError: an unknown ``tta``, an empty dataset, or class names that do
+            not match the model's outputs.
     """
-    probabilities, labels = predict_dataset(model, dataset, on_batch)
-    return metrics_from_predictions(probabilities, labels, class_names)
+    probabilities, labels, augmented = predict_dataset_tta(model, dataset, tta, on_batch)
+    metrics = metrics_from_predictions(probabilities, labels, class_names)
+    if augmented is not None:
+        tta_metrics = metrics_from_predictions(augmented, labels, class_names)
+        metrics["tta"] = {"method": tta, **{key: tta_metrics[key] for key in TTA_KEYS}}
+    return metrics
+
+
+def format_tta(metrics: dict) -> str | None:
+    """The report line of a TTA evaluation, set against the plain figures.
+
+    Args:
+        metrics: A dict of `evaluate_model`.
+
+    Returns:
+        E.g. ``"TTA flip: top-1 0.8667 (+1.34 pts vs plain)  top-5 0.9900 (+0.00 pts)
+        loss 0.4012 (-0.0231)  macro-F1 0.8650 (+1.20 pts)"``, or None without a
+        ``"tta"`` section.
+    """
+    tta = metrics.get("tta")
+    if not tta:
+        return None
+
+    def points(key):
+        return f"{tta[key]:.4f} ({100 * (tta[key] - metrics[key]):+.2f} pts{' vs plain' if key == 'top1' else ''})"
+
+    return (f"TTA {tta['method']}: top-1 {points('top1')}  top-{tta['top5_k']} {points('top5')}  "
+            f"loss {tta['loss']:.4f} ({tta['loss'] - metrics['loss']:+.4f})  macro-F1 {points('macro_f1')}")
 
 
 def format_report(metrics: dict, title: str = "") -> str:
-    """A printable table: the summary line, then precision/recall/F1/support per class."""
+    """A printable table: the summary line, then precision/recall/F1/support per class.
+
+    Args:
+        metrics: A dict of `evaluate_model` (or `evaluate_run`).
+        title: A first line, if any.
+
+    Returns:
+        The lines: title, plain summary, calibration, the TTA line (`format_tta`,
+        when the metrics have a ``"tta"`` section), then the per-class table of the
+        plain predictions.
+    """
     width = max([len("class"), *(len(n) for n in metrics["per_class"])])
     lines = [title] if title else []
     lines.append(
@@ -155,6 +289,9 @@ def format_report(metrics: dict, title: str = "") -> str:
     if "ece" in metrics:
         bins = metrics.get("reliability", {}).get("bins", 15)
         lines.append(f"calibration: ECE {metrics['ece']:.4f} ({bins} bins)  NLL {metrics['nll']:.4f}")
+    tta_line = format_tta(metrics)
+    if tta_line:
+        lines.append(tta_line)
     lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>8}")
     for name, m in metrics["per_class"].items():
         lines.append(f"{name:<{width}}  {m['precision']:>9.4f}  {m['recall']:>9.4f}  {m['f1']:>9.4f}  {m['support']:>8}")
@@ -243,6 +380,7 @@ def evaluate_run(
     write: bool = True,
     runs_root: str | Path = runs.DEFAULT_RUNS_ROOT,
     top_losses: int = 16,
+    tta: str = "none",
 ) -> dict:
     """Evaluate a run directory or ``.keras`` file on a split of its dataset.
 
@@ -264,16 +402,22 @@ def evaluate_run(
         runs_root: Where the latest run is looked for.
         top_losses: How many highest-loss images go into ``top_losses.png`` /
             ``top_losses.csv`` (0: none).
+        tta: ``"none"``, or ``"flip"``: also report test-time augmentation (mean of
+            the probabilities on each image and its mirror image) in a ``"tta"``
+            section beside the plain figures (see `evaluate_model`); the data are
+            read once.
 
     Returns:
         The metrics dict, plus ``"split"``, ``"model"`` and ``"dataset"`` (and
-        ``"top_losses"``: the CSV/PNG paths, when written).
+        ``"top_losses"``: the CSV/PNG paths, when written). Top-level figures, the
+        per-class table, confusion matrix, calibration and top losses are those
+        of the plain predictions.
 
     Raises:
         FileNotFoundError: if the run or model is missing, or no data is named for a
             model without ``config.yaml``.
-        ValueError: for an unknown split, a split the dataset lacks, or class names
-            that differ from the model's labels.
+        ValueError: for an unknown split or ``tta``, a split the dataset lacks, or
+            class names that differ from the model's labels.
         EvaluationNotWrittenError: the metrics were computed but a file could not be
             written (read-only run directory, full disk); it carries the metrics.
 
@@ -286,10 +430,11 @@ def evaluate_run(
         raise ValueError(f"split must be 'test' or 'val'. Received: split={split!r}")
     if isinstance(top_losses, bool) or not isinstance(top_losses, int) or top_losses < 0:
         raise ValueError(f"top_losses must be an integer >= 0. Received: top_losses={top_losses!r}")
+    check_tta(tta)
     run = runs.load_run(path, runs_root)
     target, data = split_data(run, split, dataset=dataset, data_dir=data_dir, batch_size=batch_size)
     collector = TopLosses(top_losses) if write and top_losses else None
-    metrics = evaluate_model(run.model, target.dataset, run.labels, on_batch=collector)
+    metrics = evaluate_model(run.model, target.dataset, run.labels, on_batch=collector, tta=tta)
     extra = {"model": str(run.model_path), "dataset": data.dataset or data.data_dir}
     result = {"split": split, **extra, **metrics}
     try:

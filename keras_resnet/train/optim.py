@@ -24,6 +24,9 @@ def build_optimizer(config, learning_rate, model=None):
         model: When given and ``config.decay_all_variables`` is False, its BatchNorm
             parameters and biases are excluded from weight decay.
 
+    With ``config.ema_momentum`` set, the optimizer also keeps an exponential moving
+    average of the weights (``use_ema``) and ``fit`` ends by writing it into the model.
+
     Returns:
         ``keras.optimizers.SGD`` or ``keras.optimizers.AdamW`` (unbuilt).
 
@@ -33,6 +36,10 @@ def build_optimizer(config, learning_rate, model=None):
     import keras
 
     weight_decay = config.weight_decay or None
+    ema = getattr(config, "ema_momentum", None)
+    # Keras keeps the average in the optimizer (saved in the run's backup) and writes it
+    # into the model at the end of `fit`, so model.keras holds the averaged weights.
+    averaging = {"use_ema": ema is not None, "ema_momentum": ema if ema is not None else 0.99}
     if config.name == "sgd":
         optimizer = keras.optimizers.SGD(
             learning_rate=learning_rate,
@@ -40,6 +47,7 @@ def build_optimizer(config, learning_rate, model=None):
             nesterov=config.nesterov,
             weight_decay=weight_decay,
             clipnorm=config.clipnorm,
+            **averaging,
         )
     elif config.name == "adamw":
         optimizer = keras.optimizers.AdamW(
@@ -49,6 +57,7 @@ def build_optimizer(config, learning_rate, model=None):
             beta_2=config.beta_2,
             epsilon=config.epsilon,
             clipnorm=config.clipnorm,
+            **averaging,
         )
     else:
         raise ValueError(f"Unknown optimizer. Expected 'sgd' or 'adamw'. Received: optimizer.name={config.name!r}")

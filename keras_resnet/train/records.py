@@ -49,16 +49,20 @@ def dataset_record(datasets) -> dict:
     }
 
 
-def write_run_records(run_dir: Path, config, datasets) -> None:
+def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
     """Write ``config.yaml``, ``versions.json``, ``dataset.json``, ``labels.txt``, ``preprocessing.json``.
 
     ``config.yaml`` is the resolved config with ``run_dir: null``, so
-    ``kresnet train --config RUN/config.yaml`` repeats the run in a new directory.
+    ``kresnet train --config RUN/config.yaml`` repeats the run in a new directory
+    (``training.precision: auto`` stays ``auto``; the policy it chose is in
+    ``versions.json``, beside the machine it was chosen on).
 
     Args:
         run_dir: The run directory.
         config: The resolved `TrainConfig`.
         datasets: The ``Datasets`` the run trains on.
+        precision: The `keras_resnet.train.precision.PrecisionChoice` in use (None:
+            not recorded).
     """
     import dataclasses
 
@@ -68,7 +72,10 @@ def write_run_records(run_dir: Path, config, datasets) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(dataclasses.replace(config, run_dir=None), run_dir / runs.CONFIG_FILE)
-    runs.atomic_write_json(run_dir / VERSIONS_FILE, package_versions())
+    versions = package_versions()
+    if precision is not None:
+        versions["precision"] = {"policy": precision.policy, "reason": precision.reason}
+    runs.atomic_write_json(run_dir / VERSIONS_FILE, versions)
     runs.atomic_write_json(run_dir / DATASET_FILE, dataset_record(datasets))
     runs.write_labels(run_dir, datasets.class_names)
     save_preprocessing(run_dir, datasets.preprocessing)

@@ -22,6 +22,7 @@ HARMLESS_KEYS = (
     "training.progress",
     "training.tensorboard",
     "training.evaluate_split",
+    "training.tta",
     "data.cache",
     "data.cache_dir",
     "data.download",

@@ -149,13 +149,26 @@ def remove_backups(run_dir: Path, phases, chief: bool, worker: str) -> None:
         pass  # another worker's backup is still there; that worker removes it
 
 
+def effective_monitor(monitor: str, has_validation: bool) -> str:
+    """The metric best-model selection and early stopping follow: ``monitor`` itself, or
+    its training counterpart (``val_accuracy`` -> ``accuracy``) when the run has no
+    validation data (``data.validation_fraction: 0``).
+
+    Example:
+        >>> effective_monitor("val_loss", has_validation=False)
+        'loss'
+    """
+    return monitor if has_validation else monitor.removeprefix("val_")
+
+
 def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=(),
-                   staged: runs.StagedFiles | None = None) -> list:
+                   staged: runs.StagedFiles | None = None, monitor: str | None = None) -> list:
     """The callbacks of one phase, in the order they must run at each epoch end.
 
     NaN guard, learning-rate logging, ``history.csv``, checkpoints, TensorBoard, early
     stopping, ``extra``, and last the backup (so an epoch is only marked done once its
-    files are written). ``history.csv``, the checkpoints and the backup go through
+    files are written). ``monitor`` (default ``training.monitor``) is the metric of
+    ``best.keras`` and early stopping. ``history.csv``, the checkpoints and the backup go through
     ``staged`` (`keras_resnet.runs.StagedFiles`), which the backup commits: they are
     replaced together or not at all. Non-chief workers only keep their own backup.
     """
@@ -168,16 +181,17 @@ def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: 
     if not chief:
         return [cb.StopOnNaN(run_dir), *extra, cb.AtomicBackupAndRestore(backup, delete_checkpoint=False, staged=staged)]
     t = config.training
+    monitor = monitor or t.monitor
     callbacks = [
         cb.StopOnNaN(run_dir),
         cb.LearningRateLogger(),
         cb.HistoryCSV(run_dir / runs.HISTORY_FILE, staged=staged),
-        cb.ModelCheckpoints(run_dir, monitor=t.monitor, staged=staged),
+        cb.ModelCheckpoints(run_dir, monitor=monitor, staged=staged),
     ]
     if t.tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / LOGS_DIR), write_graph=False))
     if t.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=t.monitor, patience=t.early_stopping_patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=t.early_stopping_patience))
     callbacks += list(extra)
     callbacks.append(cb.AtomicBackupAndRestore(backup, delete_checkpoint=False, staged=staged))
     return callbacks
@@ -293,13 +307,15 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 
     from keras_resnet.train.callbacks import fit_verbosity
     from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
+    from keras_resnet.train.precision import resolve_precision
     from keras_resnet.train.strategy import configure_process, distribute_dataset_options, is_chief, make_strategy, task_id
 
     config = with_model_image_size(config)
     phases = plan_phases(config)
     run_dir = prepare_run_dir(config, log)
     strategy = make_strategy(config.training.strategy)
-    configure_process(config.training.seed, config.training.deterministic, config.training.precision)
+    precision = resolve_precision(config.training.precision, tpu=config.training.strategy == "tpu")
+    configure_process(config.training.seed, config.training.deterministic, precision.policy)
     if datasets is None:
         from keras_resnet.data.pipeline import build_datasets
 
@@ -310,7 +326,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     if chief:
         from keras_resnet.train.records import write_run_records
 
-        write_run_records(run_dir, config, datasets)
+        write_run_records(run_dir, config, datasets, precision=precision)
     train_ds = datasets.train
     if config.training.steps_per_epoch:
         train_ds = train_ds.take(config.training.steps_per_epoch)
@@ -318,13 +334,19 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     epoch_stream = _epoch_stream(datasets, config, steps, log)
     train_ds = distribute_dataset_options(train_ds, config.training.strategy)
     val_ds = distribute_dataset_options(datasets.val, config.training.strategy)
+    monitor = effective_monitor(config.training.monitor, has_validation=val_ds is not None)
 
     with strategy.scope():
         model = build_model(config.model, len(datasets.class_names), datasets.image_size,
                             new_head=config.finetune.head_epochs > 0, preprocessing=datasets.preprocessing)
     log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
-        f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s)")
+        f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s), "
+        f"precision {precision.policy} ({precision.reason})")
+    if monitor != config.training.monitor:
+        log(f"No validation split (data.validation_fraction: 0, all {datasets.split_sizes.get('train', '?')} training "
+            f"images train): best.keras and early stopping follow the training {monitor!r} instead of "
+            f"{config.training.monitor!r}.")
     verbose = fit_verbosity(config.training.progress) if chief else 0  # one line per epoch when not a terminal
     started = time.time()
     for phase in phases:
@@ -334,7 +356,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         with strategy.scope():
             compile_model(model, config, phase, steps)
         staged = runs.StagedFiles()
-        phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks, staged=staged)
+        phase_callbacks = make_callbacks(config, run_dir, phase.name, chief, worker, callbacks, staged=staged,
+                                         monitor=monitor)
         done = phase_callbacks[-1].restored_epoch
         _announce_phase(phase, done, len(phases), log)
         if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
@@ -364,6 +387,10 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print) -> dict | None:
     """Save the final model, plot the curves, evaluate ``model.keras`` and write ``metrics.json``.
 
+    With ``training.tta`` other than ``none`` the evaluation also reports that
+    test-time augmentation, beside the plain figures (a ``"tta"`` section in
+    ``metrics.json`` and a line of the report; `keras_resnet.train.evaluate.evaluate_model`).
+
     Returns:
         The evaluation metrics, or None when ``training.evaluate_split`` is ``none``
         or the dataset lacks that split.
@@ -388,7 +415,7 @@ def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print
                                                              "final_epoch": history[-1] if history else None})
         return None
     saved = keras.models.load_model(run_dir / runs.MODEL_FILE, compile=False)
-    metrics = evaluate_model(saved, dataset, list(datasets.class_names))
+    metrics = evaluate_model(saved, dataset, list(datasets.class_names), tta=config.training.tta)
     extra = {"model": runs.MODEL_FILE, "dataset": config.data.dataset, "train_seconds": round(seconds, 1),
              "epochs": len(history)}
     write_evaluation(run_dir, metrics, split, extra)

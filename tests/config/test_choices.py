@@ -27,6 +27,7 @@ def option_choices(command_path, option_name):
         (["export"], "quantize", cfg.Quantization),
         (["predict"], "fmt", cfg.PredictFormat),
         (["tune"], "algorithm", cfg.SearchAlgorithm),
+        (["evaluate"], "tta", cfg.TTA),
     ],
 )
 def test_cli_choices_are_the_literal_values(command, option, literal):
@@ -40,6 +41,7 @@ def test_schema_fields_use_the_named_literals():
         "monitor": cfg.choices(cfg.Monitor),
         "progress": cfg.choices(cfg.Progress),
         "evaluate_split": (*cfg.choices(cfg.EvalSplit), "none"),
+        "tta": cfg.choices(cfg.TTA),
     }
     assert cfg.literal_fields(cfg.FinetuneConfig) == {"freeze": cfg.FREEZE_POLICIES, "unfreeze": cfg.FREEZE_POLICIES}
     assert cfg.literal_fields(cfg.ModelConfig) == {"pooling": ("avg", "max")}

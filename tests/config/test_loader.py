@@ -1,5 +1,7 @@
 """The config loader: layering, strict type checking and error messages (no TensorFlow work)."""
 
+import re
+
 import pytest
 import yaml
 
@@ -129,3 +131,11 @@ def test_required_recipes_exist_and_imagenet_follows_he_et_al():
     assert config.training.strategy == "mirrored"
     finetune = load_config(find_recipe("folder_finetune_resnet50"), overrides={"data.data_dir": "x"})
     assert finetune.model.weights == "imagenet" and finetune.finetune.head_epochs > 0
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_recipe_states_its_measured_result_or_why_it_was_not_run(recipe):
+    header = "\n".join(line for line in recipe.read_text().splitlines() if line.startswith("#"))
+    measured = re.search(r"Measured here[^\n]*\d+\.\d+%", header)
+    assert measured or re.search(r"Not (run|measured) here: \S", header), (
+        f"{recipe.name}: its comment must say 'Measured here ... NN.NN%' or 'Not run here: <why>'")

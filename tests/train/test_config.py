@@ -43,3 +43,9 @@ def test_model_name_and_depth_are_checked_against_the_model_table(overrides, fra
 def test_the_config_layer_alone_does_not_know_the_model_table():
     assert config_layer.load_config(set_values=["model.name=resnet7"]).model.name == "resnet7"
     assert train_config.load_config(set_values=["model.name=resnet_cifar", "model.depth=26"]).model.depth == 26
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.1])
+def test_ema_momentum_out_of_range_is_refused_by_name(value):
+    with pytest.raises(ValueError, match=r"optimizer\.ema_momentum"):
+        train_config.load_config(overrides={"optimizer.ema_momentum": value})

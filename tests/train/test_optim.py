@@ -149,3 +149,34 @@ def test_the_trainer_compiles_with_this_optimizer(tmp_path):
             np.testing.assert_allclose(after[path], before[path] * (1 - lr * 0.05), rtol=1e-5, atol=1e-7)
         else:
             np.testing.assert_array_equal(after[path], before[path])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_ema_of_the_weights_is_written_into_the_model_at_the_end_of_fit(name):
+    """``optimizer.ema_momentum``: after ``fit`` the model holds m-averaged weights of every step (first step: as is)."""
+    momentum = 0.9
+    model = tiny_model()
+    optimizer = build_optimizer(optimizer_config(name=name, ema_momentum=momentum), LR, model)
+    assert optimizer.use_ema and optimizer.ema_momentum == momentum
+    model.compile(optimizer=optimizer, loss="mse")
+    steps = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append([np.array(v) for v in self.model.trainable_variables])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[Record()])
+    assert len(steps) == 8
+    expected = steps[0]
+    for live in steps[1:]:
+        expected = [momentum * e + (1 - momentum) * w for e, w in zip(expected, live)]
+    for average, final in zip(expected, model.trainable_variables):
+        np.testing.assert_allclose(np.array(final), average, rtol=1e-5, atol=1e-6)
+    # the average is not just the last step's weights (the dense bias before BatchNorm gets no gradient)
+    assert sum(not np.allclose(a, w) for a, w in zip(expected, steps[-1])) >= 4
+
+
+def test_ema_is_off_by_default():
+    assert build_optimizer(optimizer_config(), LR, tiny_model()).use_ema is False

@@ -152,3 +152,34 @@ def test_kill_9_then_rerun_resumes_to_exactly_the_asked_epochs(tmp_path):
     assert "DONE" in result.stdout and "resuming after epoch" in result.stdout
     assert [int(r["epoch"]) for r in read_history(run / "history.csv")] == list(range(1, epochs + 1))
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
+
+
+def test_validation_fraction_zero_trains_on_every_image_and_says_what_it_monitors(tmp_path):
+    """``data.validation_fraction: 0`` end to end: all images train, no val pass, best.keras follows train accuracy."""
+    import dataclasses
+
+    from keras_resnet.train.trainer import effective_monitor
+
+    root = write_image_folder(tmp_path / "images")  # 8 train images per class, 3 classes
+
+    base = tiny_config(tmp_path / "run", epochs=2, early_stopping_patience=5)
+    data = dataclasses.replace(base.data, dataset=None, data_dir=str(root), validation_fraction=0.0)
+    lines = []
+    run = train(dataclasses.replace(base, data=data), log=lines.append)
+    assert any("6 steps/epoch" in line for line in lines)  # all 24 images at batch 4
+    message = [line for line in lines if "No validation split" in line]
+    assert message and "'accuracy' instead of 'val_accuracy'" in message[0] and "all 24 training images" in message[0]
+    history = read_history(run / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2]
+    assert not any(key.startswith("val_") for key in history[0])
+    record = json.loads((run / "dataset.json").read_text())["fingerprint"]
+    assert record["validation"] == "none" and record["split_sizes"] == {"train": 24, "test": 6}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_examples"] == 6
+    # best.keras is the epoch with the higher training accuracy (ties keep the earlier one):
+    # it equals the final model exactly when that is epoch 2
+    best_epoch = int(max(history, key=lambda r: float(r["accuracy"]))["epoch"])
+    same = all(np.array_equal(a, b) for a, b in zip(weights_of(run / "best.keras"), weights_of(run / "model.keras")))
+    assert same == (best_epoch == 2), (best_epoch, [r["accuracy"] for r in history])
+    assert effective_monitor("val_accuracy", has_validation=True) == "val_accuracy"
+    assert effective_monitor("val_loss", has_validation=False) == "loss"

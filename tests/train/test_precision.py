@@ -1,0 +1,66 @@
+"""precision.py: ``training.precision: auto`` picks the policy from the hardware, and a run records it."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from synthetic import make_datasets, tiny_config
+
+from keras_resnet.train.precision import cpu_flags, resolve_precision
+from keras_resnet.train.trainer import train
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tpu", "flags", "expected"),
+    [
+        ([], True, frozenset(), "mixed_bfloat16"),
+        ([(9, 0)], False, frozenset(), "mixed_bfloat16"),
+        ([(8, 0), (8, 6)], False, frozenset(), "mixed_bfloat16"),
+        ([(8, 0), (7, 5)], False, frozenset({"amx_bf16"}), "mixed_float16"),  # the oldest GPU decides
+        ([(6, 1)], False, frozenset(), "mixed_float16"),
+        ([], False, frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), "mixed_bfloat16"),
+        ([], False, frozenset({"avx512f", "avx512_bf16"}), "float32"),
+        ([], False, frozenset(), "float32"),
+    ],
+)
+def test_auto_follows_the_hardware(gpus, tpu, flags, expected):
+    choice = resolve_precision("auto", gpu_capabilities=gpus, tpu=tpu, flags=flags)
+    assert choice.policy == expected and choice.reason.startswith("auto: ")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_an_explicit_policy_is_kept_on_any_hardware(policy):
+    assert resolve_precision(policy, gpu_capabilities=[(9, 0)], tpu=True, flags=frozenset({"amx_bf16"})) == (
+        policy, "set in the config")
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx512f amx_bf16\nbugs\t\t: spectre\n")
+    assert cpu_flags(info) == {"fpu", "avx512f", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_a_mixed_bfloat16_run_trains_in_bfloat16_and_records_its_precision(tmp_path):
+    seen = {}
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            conv = next(layer for layer in self.model.layers if isinstance(layer, keras.layers.Conv2D))
+            seen["compute"], seen["variable"] = conv.compute_dtype, conv.variable_dtype
+            seen["head"] = self.model.get_layer("predictions").compute_dtype
+
+    lines = []
+    try:
+        run = train(tiny_config(tmp_path / "run", epochs=1, precision="mixed_bfloat16"), datasets=make_datasets(),
+                    callbacks=[Spy()], log=lines.append)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert seen == {"compute": "bfloat16", "variable": "float32", "head": "float32"}
+    assert json.loads((run / "versions.json").read_text())["precision"] == {
+        "policy": "mixed_bfloat16", "reason": "set in the config"}
+    assert any("precision mixed_bfloat16 (set in the config)" in line for line in lines)
+    # model.keras predicts in float32 once loaded (the policy is a training setting)
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    assert model.predict(np.zeros((2, 32, 32, 3), "uint8"), verbose=0).dtype == np.float32
