@@ -36,10 +36,9 @@ def build_optimizer(config, learning_rate, model=None):
     import keras
 
     weight_decay = config.weight_decay or None
-    ema = getattr(config, "ema_momentum", None)
     # Keras keeps the average in the optimizer (saved in the run's backup) and writes it
     # into the model at the end of `fit`, so model.keras holds the averaged weights.
-    averaging = {"use_ema": ema is not None, "ema_momentum": ema if ema is not None else 0.99}
+    averaging = {} if config.ema_momentum is None else {"use_ema": True, "ema_momentum": config.ema_momentum}
     if config.name == "sgd":
         optimizer = keras.optimizers.SGD(
             learning_rate=learning_rate,
