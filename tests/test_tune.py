@@ -236,3 +236,30 @@ def test_a_recipe_without_holdout_is_searched_on_a_holdout_and_keeps_none(tmp_pa
     rows = list(csv.DictReader((search / "tune_results.csv").open()))
     assert len(rows) == 1 and 0.0 <= float(rows[0]["score"]) <= 1.0 and rows[0]["score"] != ""
     assert load_config(search / "best_config.yaml").data.validation_fraction == 0.0
+
+
+def test_trials_build_their_model_as_the_trainer_does_stem_init_and_freezing(tmp_path):
+    """A trial applies ``model.stem_init`` and ``finetune.freeze`` like `kresnet train` (not only the build)."""
+    import dataclasses
+
+    import keras_tuner
+    import numpy as np
+
+    from keras_resnet.models.whitening import image_patches, whitening_kernel
+    from keras_resnet.tune import _make_hypermodel
+
+    base = tiny_config(tmp_path / "unused", epochs=1)
+    config = dataclasses.replace(base, finetune=dataclasses.replace(base.finetune, freeze="until_stage1"))
+    params = parse_search_space(["model.stem_init=random,whitening_frozen"], config, "grid")
+    datasets = make_datasets()
+    hypermodel = _make_hypermodel(config, params, lambda _config: datasets)
+    images = np.concatenate([x for x, _ in datasets.train.as_numpy_iterator()])
+    expected, _ = whitening_kernel(image_patches(images, (3, 3)), (3, 3, 3), filters=4)
+    for stem_init in ("random", "whitening_frozen"):
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("model.stem_init", stem_init)
+        model = hypermodel.build(hp)
+        stem = model.get_layer("conv1_conv")
+        assert not stem.trainable and not model.get_layer("conv2_block1_1_conv").trainable  # until_stage1
+        assert model.get_layer("conv3_block1_1_conv").trainable
+        assert np.allclose(stem.get_weights()[0], expected, atol=1e-6) == (stem_init == "whitening_frozen")

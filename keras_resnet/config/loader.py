@@ -304,6 +304,9 @@ def validate_config(config: TrainConfig) -> None:
     _check(0.0 <= s.warmup_start_factor <= 1.0, "schedule.warmup_start_factor", s.warmup_start_factor, "in [0, 1]")
     _check(0.0 <= s.final_factor <= 1.0, "schedule.final_factor", s.final_factor, "in [0, 1]")
     _check(0.0 <= config.model.dropout < 1.0, "model.dropout", config.model.dropout, "in [0, 1)")
+    _check(config.model.stem_init == "random" or config.model.weights is None, "model.stem_init",
+           config.model.stem_init, f"'random' when model.weights is set (whitening would overwrite the stem of "
+           f"{config.model.weights!r})")
     _check(config.model.width_multiplier > 0, "model.width_multiplier", config.model.width_multiplier, "> 0")
     _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
            "training.early_stopping_patience", t.early_stopping_patience, "an integer >= 1 or null")

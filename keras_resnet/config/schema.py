@@ -20,6 +20,8 @@ from keras_resnet.config.choices import check_literals, choices
 from keras_resnet.config.data import DataConfig
 
 Pooling = Literal["avg", "max"]
+#: ``model.stem_init``: the stem convolution's initial filters (`keras_resnet.models.whitening`).
+StemInit = Literal["random", "whitening", "whitening_frozen"]
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["step", "cosine", "one_cycle", "constant"]
 Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
@@ -53,6 +55,10 @@ class ModelConfig:
         allow_partial_weights: Load the backbone layers of ``weights`` that fit even
             when others are missing from the file or differ in shape (each is
             reported); False refuses such a file, naming the layers.
+        stem_init: ``"random"`` (He init, as every other layer), ``"whitening"``: the stem
+            convolution starts from the PCA whitening of training-image patches, or
+            ``"whitening_frozen"``: the same, kept fixed during training. Only for a
+            model trained from scratch (``weights`` null).
     """
 
     name: str = "resnet20"
@@ -63,6 +69,7 @@ class ModelConfig:
     pooling: Pooling = "avg"
     hidden_units: tuple[int, ...] = ()
     allow_partial_weights: bool = False
+    stem_init: StemInit = "random"
 
 
 @dataclasses.dataclass

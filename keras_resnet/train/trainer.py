@@ -22,6 +22,8 @@ from pathlib import Path
 from keras_resnet import runs
 
 BACKUP_DIR = "backup"
+#: Training images the whitening stem (``model.stem_init``) computes its patch statistics from.
+WHITENING_IMAGES = 1024
 LOGS_DIR = "logs"
 
 
@@ -147,6 +149,53 @@ def remove_backups(run_dir: Path, phases, chief: bool, worker: str) -> None:
         (run_dir / BACKUP_DIR).rmdir()
     except OSError:
         pass  # another worker's backup is still there; that worker removes it
+
+
+def whitening_images(datasets, count: int = WHITENING_IMAGES):
+    """About ``count`` training images, spread evenly over the train split, as the model takes them.
+
+    Reads the decoded train images once (a memory-cached split: a copy; ``data.cache:
+    none``: a decoding pass), un-augmented when ``datasets`` has a `TrainStream`
+    (``datasets.train_stream.base``); otherwise the first ``count`` of ``datasets.train``.
+
+    Returns:
+        A numpy NHWC array.
+    """
+    import numpy as np
+
+    stream = getattr(datasets, "train_stream", None)
+    if stream is not None:
+        source = stream.base.shard(max(1, stream.size // count), 0).take(count)
+    else:
+        source = datasets.train.unbatch().take(count)
+    images = [np.asarray(example[0]) for example in source.as_numpy_iterator()]
+    if not images:
+        raise ValueError("model.stem_init needs training images to compute the whitening from; the train split is empty")
+    return np.stack(images)
+
+
+def init_stem(model, config, datasets, log=print) -> None:
+    """Apply ``model.stem_init`` to a freshly built model (``random``: nothing to do).
+
+    A resumed run computes it too; the restored checkpoint then overwrites it.
+    """
+    if config.model.stem_init == "random":
+        return
+    from keras_resnet.models.whitening import init_stem_whitening
+
+    summary = init_stem_whitening(model, whitening_images(datasets), trainable=config.model.stem_init == "whitening",
+                                  seed=config.training.seed)
+    log(f"Stem {summary['layer']}: PCA whitening of {summary['patches']:,} patches from {summary['images']} training "
+        f"images, {summary['components']} directions (+/-) holding {summary['explained_variance']:.1%} of the "
+        f"variance{', frozen' if config.model.stem_init == 'whitening_frozen' else ''}")
+
+
+def keep_stem_frozen(model, config) -> None:
+    """Re-freeze the stem convolution after `freeze` (which sets ``trainable`` by stage) for ``whitening_frozen``."""
+    if config.model.stem_init == "whitening_frozen":
+        from keras_resnet.models.whitening import STEM_CONV
+
+        model.get_layer(STEM_CONV).trainable = False
 
 
 def effective_monitor(monitor: str, has_validation: bool) -> str:
@@ -339,6 +388,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     with strategy.scope():
         model = build_model(config.model, len(datasets.class_names), datasets.image_size,
                             new_head=config.finetune.head_epochs > 0, preprocessing=datasets.preprocessing)
+    init_stem(model, config, datasets, log)
     log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s), "
@@ -351,6 +401,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     started = time.time()
     for phase in phases:
         freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
+        keep_stem_frozen(model, config)
         if chief and (len(phases) > 1 or phase.freeze != "none"):
             log(f"Phase {phase.name!r} parameters (freeze={phase.freeze}):\n{parameter_table(model)}")
         with strategy.scope():

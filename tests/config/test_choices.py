@@ -44,7 +44,8 @@ def test_schema_fields_use_the_named_literals():
         "tta": cfg.choices(cfg.TTA),
     }
     assert cfg.literal_fields(cfg.FinetuneConfig) == {"freeze": cfg.FREEZE_POLICIES, "unfreeze": cfg.FREEZE_POLICIES}
-    assert cfg.literal_fields(cfg.ModelConfig) == {"pooling": ("avg", "max")}
+    assert cfg.literal_fields(cfg.ModelConfig) == {"pooling": ("avg", "max"),
+                                                   "stem_init": ("random", "whitening", "whitening_frozen")}
 
 
 def test_implementations_accept_exactly_the_literal_values():

@@ -49,3 +49,12 @@ def test_the_config_layer_alone_does_not_know_the_model_table():
 def test_ema_momentum_out_of_range_is_refused_by_name(value):
     with pytest.raises(ValueError, match=r"optimizer\.ema_momentum"):
         train_config.load_config(overrides={"optimizer.ema_momentum": value})
+
+
+def test_stem_init_is_checked_by_name():
+    assert train_config.load_config(overrides={"model.stem_init": "whitening_frozen"}).model.stem_init == "whitening_frozen"
+    with pytest.raises(ValueError, match=r"model\.stem_init"):
+        train_config.load_config(overrides={"model.stem_init": "pca"})
+    with pytest.raises(ValueError, match=r"model\.stem_init must be 'random' when model\.weights is set"):
+        train_config.load_config(overrides={"model.stem_init": "whitening", "model.weights": "imagenet",
+                                            "model.name": "resnet50"})

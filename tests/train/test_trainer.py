@@ -183,3 +183,25 @@ def test_validation_fraction_zero_trains_on_every_image_and_says_what_it_monitor
     assert same == (best_epoch == 2), (best_epoch, [r["accuracy"] for r in history])
     assert effective_monitor("val_accuracy", has_validation=True) == "val_accuracy"
     assert effective_monitor("val_loss", has_validation=False) == "loss"
+
+
+@pytest.mark.parametrize("stem_init", ["whitening_frozen", "whitening"])
+def test_whitening_stem_starts_from_the_training_patches_and_stays_fixed_when_frozen(tmp_path, stem_init):
+    import dataclasses
+
+    from keras_resnet.models.whitening import image_patches, whitening_kernel
+
+    datasets = make_datasets()
+    base = tiny_config(tmp_path / "run", epochs=2)
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, stem_init=stem_init))
+    lines = []
+    run = train(config, datasets=datasets, log=lines.append)
+    images = np.concatenate([x for x, _ in datasets.train.as_numpy_iterator()])  # all 24 (identity preprocessing)
+    expected, _ = whitening_kernel(image_patches(images, (3, 3)), (3, 3, 3), filters=4)  # width 0.25: 4 filters
+    kernel = keras.models.load_model(run / "model.keras", compile=False).get_layer("conv1_conv").get_weights()[0]
+    said = [line for line in lines if "PCA whitening of 21,600 patches from 24 training images, 2 directions" in line]
+    assert len(said) == 1 and ("frozen" in said[0]) == (stem_init == "whitening_frozen")
+    if stem_init == "whitening_frozen":
+        np.testing.assert_allclose(kernel, expected, atol=1e-6)
+    else:  # it started there (the line above) and trained on
+        assert np.abs(kernel - expected).max() > 1e-3
