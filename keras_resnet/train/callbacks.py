@@ -127,10 +127,8 @@ class ModelCheckpoints(keras.callbacks.Callback):
         return best is None or (value < best if self.monitor.endswith("loss") else value > best)
 
     def _metric(self, logs: dict):
-        if self.monitor in logs:
-            return float(logs[self.monitor])
-        fallback = self.monitor.removeprefix("val_")
-        return float(logs[fallback]) if fallback in logs else None
+        name = effective_monitor(self.monitor, has_validation=self.monitor in logs)
+        return float(logs[name]) if name in logs else None
 
     def on_train_begin(self, logs=None):
         self.best = None
@@ -154,6 +152,18 @@ class ModelCheckpoints(keras.callbacks.Callback):
         if value is not None and not math.isnan(value) and self._better(value, self.best):
             self._save(view, self.run_dir / runs.BEST_MODEL_FILE)
             self.best = value
+
+
+def effective_monitor(monitor: str, has_validation: bool) -> str:
+    """The metric best-model selection and early stopping follow: ``monitor`` itself, or
+    its training counterpart (``val_accuracy`` -> ``accuracy``) when the run has no
+    validation data (``data.validation_fraction: 0``).
+
+    Example:
+        >>> effective_monitor("val_loss", has_validation=False)
+        'loss'
+    """
+    return monitor if has_validation else monitor.removeprefix("val_")
 
 
 def fit_verbosity(progress: str, stream=None) -> int:

@@ -198,18 +198,6 @@ def keep_stem_frozen(model, config) -> None:
         model.get_layer(STEM_CONV).trainable = False
 
 
-def effective_monitor(monitor: str, has_validation: bool) -> str:
-    """The metric best-model selection and early stopping follow: ``monitor`` itself, or
-    its training counterpart (``val_accuracy`` -> ``accuracy``) when the run has no
-    validation data (``data.validation_fraction: 0``).
-
-    Example:
-        >>> effective_monitor("val_loss", has_validation=False)
-        'loss'
-    """
-    return monitor if has_validation else monitor.removeprefix("val_")
-
-
 def make_callbacks(config, run_dir: Path, phase_name: str, chief: bool, worker: str, extra=(),
                    staged: runs.StagedFiles | None = None, monitor: str | None = None) -> list:
     """The callbacks of one phase, in the order they must run at each epoch end.
@@ -354,7 +342,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         >>> run_dir = train(load_config("configs/cifar10_resnet20.yaml", overrides={"training.epochs": 1}))
     """
 
-    from keras_resnet.train.callbacks import fit_verbosity
+    from keras_resnet.train.callbacks import effective_monitor, fit_verbosity
     from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
     from keras_resnet.train.precision import resolve_precision
     from keras_resnet.train.strategy import configure_process, distribute_dataset_options, is_chief, make_strategy, task_id

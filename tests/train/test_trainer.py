@@ -158,7 +158,7 @@ def test_validation_fraction_zero_trains_on_every_image_and_says_what_it_monitor
     """``data.validation_fraction: 0`` end to end: all images train, no val pass, best.keras follows train accuracy."""
     import dataclasses
 
-    from keras_resnet.train.trainer import effective_monitor
+    from keras_resnet.train.callbacks import effective_monitor
 
     root = write_image_folder(tmp_path / "images")  # 8 train images per class, 3 classes
 
