@@ -203,8 +203,8 @@ class TuneResult:
 def _make_hypermodel(base_config, space, datasets_for):
     import keras_tuner
 
-    from keras_resnet.train.finetune import freeze, plan_phases
-    from keras_resnet.train.trainer import build_model, compile_model, init_stem, keep_stem_frozen
+    from keras_resnet.train.finetune import plan_phases
+    from keras_resnet.train.trainer import build_model, compile_model, freeze_for_phase, init_stem
 
     class ResNetHyperModel(keras_tuner.HyperModel):
         """Builds and fits one trial from the base config plus the trial's values."""
@@ -227,8 +227,7 @@ def _make_hypermodel(base_config, space, datasets_for):
             model = build_model(config.model, len(datasets.class_names), datasets.image_size,
                                 preprocessing=datasets.preprocessing)
             init_stem(model, config, datasets, log=lambda *_: None)
-            freeze(model, phases[0].freeze, train_batchnorm=phases[0].train_batchnorm)
-            keep_stem_frozen(model, config)
+            freeze_for_phase(model, config, phases[0])
             compile_model(model, config, phases[0], steps)
             return model
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from keras import layers
 
+from keras_resnet.models.naming import STEM_CONV
+
 #: Shortcut kinds a block accepts.
 IDENTITY = "identity"
 PROJECTION = "projection"  # 1x1 convolution (+ BatchNorm in v1)
@@ -228,7 +230,7 @@ def imagenet_stem(x, preact: bool, style: str):
         The stem's output tensor (``pool1_pool``).
     """
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(x)
-    x = _conv(style, 64, 7, strides=2, name="conv1_conv")(x)
+    x = _conv(style, 64, 7, strides=2, name=STEM_CONV)(x)
     if not preact:
         x = _batch_norm(style, "conv1_bn")(x)
         x = layers.Activation("relu", name="conv1_relu")(x)
@@ -248,7 +250,7 @@ def cifar_stem(x, filters: int, preact: bool, style: str):
     Returns:
         The stem's output tensor.
     """
-    x = _conv(style, filters, 3, padding="same", name="conv1_conv")(x)
+    x = _conv(style, filters, 3, padding="same", name=STEM_CONV)(x)
     if preact:
         return x
     x = _batch_norm(style, "conv1_bn")(x)

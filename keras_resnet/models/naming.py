@@ -28,6 +28,8 @@ from keras_resnet.config.schema import Pooling
 
 #: Stem layers: ``conv1_*`` and ``pool1_*``.
 STEM_PREFIXES = ("conv1_", "pool1_")
+#: The stem convolution (the first layer after the input and any preprocessing/padding).
+STEM_CONV = "conv1_conv"
 #: Layers after the last stage that belong to it (v2 models' final BN-ReLU).
 POST_PREFIXES = ("post_",)
 #: Global pooling layer of the head, by ``pooling`` argument (``model.pooling``'s choices).

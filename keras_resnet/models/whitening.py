@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-#: The stem convolution of every kresnet ResNet (`keras_resnet.models.naming`).
-STEM_CONV = "conv1_conv"
+from keras_resnet.models.naming import STEM_CONV
+
 #: Added to each eigenvalue before the inverse square root: bounds the gain of
 #: low-variance (noisy, high-frequency) directions. Inputs are normalised to unit variance per channel.
 DEFAULT_EPS = 1e-2

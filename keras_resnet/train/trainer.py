@@ -190,11 +190,16 @@ def init_stem(model, config, datasets, log=print) -> None:
         f"variance{', frozen' if config.model.stem_init == 'whitening_frozen' else ''}")
 
 
-def keep_stem_frozen(model, config) -> None:
-    """Re-freeze the stem convolution after `freeze` (which sets ``trainable`` by stage) for ``whitening_frozen``."""
-    if config.model.stem_init == "whitening_frozen":
-        from keras_resnet.models.whitening import STEM_CONV
+def freeze_for_phase(model, config, phase) -> None:
+    """Set which layers train in ``phase``: `freeze` by the phase's policy, and the stem
+    convolution kept fixed for ``model.stem_init: whitening_frozen`` (`freeze` resets
+    ``trainable`` by stage). Call before compiling the phase.
+    """
+    from keras_resnet.models.naming import STEM_CONV
+    from keras_resnet.train.finetune import freeze
 
+    freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
+    if config.model.stem_init == "whitening_frozen":
         model.get_layer(STEM_CONV).trainable = False
 
 
@@ -343,7 +348,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     """
 
     from keras_resnet.train.callbacks import effective_monitor, fit_verbosity
-    from keras_resnet.train.finetune import freeze, parameter_table, plan_phases
+    from keras_resnet.train.finetune import parameter_table, plan_phases
     from keras_resnet.train.precision import resolve_precision
     from keras_resnet.train.strategy import configure_process, distribute_dataset_options, is_chief, make_strategy, task_id
 
@@ -388,8 +393,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     verbose = fit_verbosity(config.training.progress) if chief else 0  # one line per epoch when not a terminal
     started = time.time()
     for phase in phases:
-        freeze(model, phase.freeze, train_batchnorm=phase.train_batchnorm)
-        keep_stem_frozen(model, config)
+        freeze_for_phase(model, config, phase)
         if chief and (len(phases) > 1 or phase.freeze != "none"):
             log(f"Phase {phase.name!r} parameters (freeze={phase.freeze}):\n{parameter_table(model)}")
         with strategy.scope():

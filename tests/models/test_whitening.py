@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from keras_resnet.models import build_resnet
-from keras_resnet.models.whitening import STEM_CONV, image_patches, init_stem_whitening, whitening_kernel
+from keras_resnet.models.naming import STEM_CONV
+from keras_resnet.models.whitening import image_patches, init_stem_whitening, whitening_kernel
 
 
 def correlated_images(n=64, size=16, seed=0):
