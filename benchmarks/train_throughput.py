@@ -23,7 +23,11 @@ modes take turns within a repeat, so slow drift of a shared machine hits them al
     one-hot labels), the recipe's one-cycle schedule, decoupled weight decay, label smoothing, the
     top-5 metric, and every epoch-end callback (history CSV, checkpoints, backup for resume).
     Augmentation is off by default, as in ``bare`` (``--kresnet-augment recipe`` keeps the
-    recipe's pad-4 random crop + horizontal flip).
+    recipe's pad-4 random crop + horizontal flip). BatchNorm runs on TensorFlow's fused kernel
+    (``training.fused_batchnorm``, the default).
+``kresnet_unfused``
+    ``kresnet`` with ``training.fused_batchnorm: false``: Keras 3's own BatchNormalization layer,
+    as in ``bare``. Side by side with ``kresnet`` it measures what the fused kernel gives.
 ``torch``
     The same option-A ResNet (CIFAR ResNet of He et al. 2015: 3x3 stem with 16 filters, 3 stages of
     n basic blocks at 16/32/64 channels, shortcut = stride-2 subsample + zero channels appended,
@@ -76,7 +80,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-MODES = ("bare", "kresnet", "torch")
+MODES = ("bare", "kresnet", "kresnet_unfused", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BACKENDS = ("tensorflow", "jax", "torch")
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
@@ -145,7 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--warmup-epochs must be >= 0. Received: {args.warmup_epochs}")
     if args.image_size is None:
         args.image_size = default_image_size(args.model)
-    if "kresnet" in args.mode_list and args.backend != "tensorflow":
+    if {"kresnet", "kresnet_unfused"} & set(args.mode_list) and args.backend != "tensorflow":
         parser.error(f"mode kresnet is kresnet's TensorFlow training path and runs on the tensorflow backend only. "
                      f"Received: --backend {args.backend} (from --backend or KERAS_BACKEND); run --modes bare on {args.backend}")
     if "torch" in args.mode_list and cifar_depth(args.model) is None:
@@ -328,6 +332,7 @@ def run_kresnet(args) -> dict:
         "training.evaluate_split": "none",
         "training.tensorboard": False,
         "training.progress": "none",
+        "training.fused_batchnorm": args.worker != "kresnet_unfused",
     }
     if args.kresnet_augment == "none":
         overrides["data.augment.enabled"] = False
@@ -456,7 +461,7 @@ def run_torch(args) -> dict:
 def run_worker(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.time()
-    result = {"bare": run_bare, "kresnet": run_kresnet, "torch": run_torch}[args.worker](args)
+    result = {"bare": run_bare, "kresnet": run_kresnet, "kresnet_unfused": run_kresnet, "torch": run_torch}[args.worker](args)
     result.update(mode=args.worker, repeat=args.repeat, model=args.model, batch_size=args.batch_size,
                   image_size=args.image_size, precision=args.precision, steps=args.steps,
                   process_seconds=time.time() - started, versions=versions(), python=sys.executable)
@@ -497,7 +502,7 @@ def machine_info() -> dict:
 def describe(result: dict) -> str:
     epochs = " ".join(f"{s:.2f}" for s in result["epoch_seconds"])
     warm = " ".join(f"{s:.1f}" for s in result["warmup_seconds"])
-    return (f"[throughput] repeat {result['repeat']}  {result['mode']:<8} {result['images_per_second']:9.1f} images/s  "
+    return (f"[throughput] repeat {result['repeat']}  {result['mode']:<15} {result['images_per_second']:9.1f} images/s  "
             f"({result['backend']}, {result['dtype_policy']}, batch {result['batch_size']}, {result['image_size']}px, "
             f"{result['images_per_epoch']} images/epoch; measured epochs {epochs} s; warm-up {warm} s)")
 
@@ -509,7 +514,7 @@ def summarise(results: list[dict], modes: list[str]) -> dict:
         if rates:
             summary[mode] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": len(rates)}
     ratios = {}
-    for top, bottom in (("kresnet", "bare"), ("bare", "torch"), ("kresnet", "torch")):
+    for top, bottom in (("kresnet", "bare"), ("kresnet", "kresnet_unfused"), ("bare", "torch"), ("kresnet", "torch")):
         if top in summary and bottom in summary:
             ratios[f"{top}/{bottom}"] = summary[top]["median"] / summary[bottom]["median"]
     return {"modes": summary, "ratios": ratios}
@@ -519,10 +524,10 @@ def print_summary(args, results: list[dict], summary: dict, machine: dict) -> No
     print(f"\nTraining throughput: {args.model}, batch {args.batch_size}, {args.image_size}x{args.image_size}, {args.precision}, "
           f"{args.steps} steps/epoch, {args.epochs} measured epoch(s) after {args.warmup_epochs} warm-up, "
           f"{args.repeats} repeat(s)")
-    print(f"{'mode':<8} {'median img/s':>12} {'min':>9} {'max':>9}  backend / input")
+    print(f"{'mode':<15} {'median img/s':>12} {'min':>9} {'max':>9}  backend / input")
     for mode, row in summary["modes"].items():
         first = next(r for r in results if r["mode"] == mode)
-        print(f"{mode:<8} {row['median']:12.1f} {row['min']:9.1f} {row['max']:9.1f}  {first['backend']} / {first['input']}")
+        print(f"{mode:<15} {row['median']:12.1f} {row['min']:9.1f} {row['max']:9.1f}  {first['backend']} / {first['input']}")
     if summary["ratios"]:
         print("ratios of the medians: " + "   ".join(f"{name} {value:.3f}" for name, value in summary["ratios"].items()))
     counts = []
@@ -553,7 +558,7 @@ def orchestrate(args) -> None:
             for mode in args.mode_list:
                 result_file = work / f"{mode}-{repeat}.json"
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-                if mode in ("bare", "kresnet"):
+                if mode in ("bare", "kresnet", "kresnet_unfused"):
                     env["KERAS_BACKEND"] = args.backend if mode == "bare" else "tensorflow"
                 done = subprocess.run(worker_command(args, mode, repeat, result_file, work / "images"), env=env)
                 if done.returncode != 0 or not result_file.exists():

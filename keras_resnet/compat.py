@@ -185,6 +185,82 @@ def stateless_seed_generator_class():
     return StatelessSeedGenerator
 
 
+# ------------------------------------------------------- fused BatchNorm (TensorFlow backend)
+
+_FUSED_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def fuse_batch_norm(model) -> int:
+    """Run every 4-D, last-axis ``BatchNormalization`` of ``model`` through TensorFlow's fused kernel.
+
+    Keras 3's BatchNormalization computes with separate ops on every backend
+    (``ops.moments`` upcast to float32, then ``ops.batch_normalization``); tf.keras 2
+    called ``tf.nn.fused_batch_norm`` (keras-team/keras-core#225 "BatchNorm is slow",
+    closed without a fused path; checked on Keras 3.15.1, TensorFlow 2.21.0). On this
+    repository's 2-core CPU the unfused layers take about two thirds of a ResNet-20
+    training step (BENCHMARKS.md, "Fused BatchNorm"). This replaces ``call`` of each
+    layer *instance* (the class and config stay Keras' own: saved models need no
+    custom objects, and a reloaded model is plain Keras again) with the same
+    arithmetic in one ``FusedBatchNormV3`` op: training normalises with the batch
+    statistics and moves ``moving_mean``/``moving_variance`` by ``momentum`` as Keras
+    does (with the biased batch variance, as Keras 3; the kernel returns the unbiased
+    one, rescaled here); inference and frozen layers (``trainable=False``) use the
+    moving statistics. Layers the kernel cannot take (a mask, ``renorm``,
+    ``synchronized``, an axis other than the last, inputs that are not 4-D floats) run
+    Keras' own ``call``. Other Keras backends: nothing changes (JAX and torch fuse
+    under their compilers).
+
+    Call it on a built model, before compiling. Idempotent.
+
+    Args:
+        model: A built ``keras.Model``; nested models are included.
+
+    Returns:
+        How many layers now run fused (0 on other backends).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        if not getattr(layer, "_kresnet_fused", False):
+            layer.call = types.MethodType(_fused_batch_norm_call(type(layer).call), layer)
+            layer._kresnet_fused = True
+        count += 1
+    return count
+
+
+def _fused_batch_norm_call(keras_call):
+    import tensorflow as tf
+
+    def call(self, inputs, training=None, mask=None):
+        rank = len(inputs.shape)
+        if (mask is not None or rank != 4 or self.axis not in (-1, rank - 1) or self.renorm or self.synchronized
+                or inputs.dtype.name not in _FUSED_DTYPES):
+            return keras_call(self, inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
+        if training and self.trainable:
+            outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            count = tf.reduce_prod(tf.cast(tf.shape(inputs)[:-1], tf.float32))  # values per channel
+            variance = unbiased * ((count - 1.0) / tf.maximum(count, 1.0))
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon, data_format="NHWC",
+                is_training=False)
+        return tf.cast(outputs, self.compute_dtype)
+
+    return call
+
+
 # ------------------------------------------------------------- Keras 3 weights files
 
 

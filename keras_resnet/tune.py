@@ -204,7 +204,7 @@ def _make_hypermodel(base_config, space, datasets_for):
     import keras_tuner
 
     from keras_resnet.train.finetune import plan_phases
-    from keras_resnet.train.trainer import build_model, compile_model, freeze_for_phase, init_stem
+    from keras_resnet.train.trainer import build_model, compile_model, freeze_for_phase, prepare_model
 
     class ResNetHyperModel(keras_tuner.HyperModel):
         """Builds and fits one trial from the base config plus the trial's values."""
@@ -226,7 +226,7 @@ def _make_hypermodel(base_config, space, datasets_for):
                 )
             model = build_model(config.model, len(datasets.class_names), datasets.image_size,
                                 preprocessing=datasets.preprocessing)
-            init_stem(model, config, datasets, log=lambda *_: None)
+            prepare_model(model, config, datasets, log=lambda *_: None)
             freeze_for_phase(model, config, phases[0])
             compile_model(model, config, phases[0], steps)
             return model

@@ -164,6 +164,11 @@ class TrainingConfig:
         evaluate_split: Split evaluated at the end (``metrics.json``); ``none`` to skip.
         tta: Test-time augmentation also reported by the final evaluation, beside
             (never instead of) the plain figures: ``none`` or ``flip``.
+        fused_batchnorm: On the TensorFlow backend, run the model's BatchNormalization
+            layers through TensorFlow's fused kernel while training and evaluating
+            (`keras_resnet.compat.fuse_batch_norm`: the same arithmetic, about 1.5-2x
+            faster ResNet-20 steps on CPU; saved models stay plain Keras). ``false``
+            keeps Keras' own layer.
     """
 
     epochs: int = 30
@@ -180,6 +185,7 @@ class TrainingConfig:
     tensorboard: bool = True
     evaluate_split: EvaluateSplit = "test"
     tta: TTA = "none"
+    fused_batchnorm: bool = True
 
 
 @dataclasses.dataclass

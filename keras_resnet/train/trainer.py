@@ -174,6 +174,21 @@ def whitening_images(datasets, count: int = WHITENING_IMAGES):
     return np.stack(images)
 
 
+def prepare_model(model, config, datasets, log=print) -> None:
+    """What the config asks of a freshly built model before its first phase is compiled.
+
+    ``training.fused_batchnorm``: BatchNorm on TensorFlow's fused kernel
+    (`keras_resnet.compat.fuse_batch_norm`); ``model.stem_init`` (`init_stem`).
+    """
+    from keras_resnet.compat import fuse_batch_norm
+
+    if config.training.fused_batchnorm:
+        fused = fuse_batch_norm(model)
+        if fused:
+            log(f"BatchNormalization: {fused} layers run on TensorFlow's fused kernel (training.fused_batchnorm)")
+    init_stem(model, config, datasets, log)
+
+
 def init_stem(model, config, datasets, log=print) -> None:
     """Apply ``model.stem_init`` to a freshly built model (``random``: nothing to do).
 
@@ -381,7 +396,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     with strategy.scope():
         model = build_model(config.model, len(datasets.class_names), datasets.image_size,
                             new_head=config.finetune.head_epochs > 0, preprocessing=datasets.preprocessing)
-    init_stem(model, config, datasets, log)
+    prepare_model(model, config, datasets, log)
     log(f"Run directory: {run_dir}  (re-run with --run-dir {run_dir} to resume if interrupted)")
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s), "

@@ -38,11 +38,13 @@ CHILD = """
 
     import keras_resnet as kr
     import keras
+    from keras_resnet.compat import fuse_batch_norm
 
     facts = {"backend": keras.backend.backend()}
     rng = np.random.default_rng(0)
     for name, size in (("resnet20", 32), ("resnet18", 64)):
         model = kr.build_resnet(name, num_classes=10, input_shape=(size, size, 3), include_preprocessing=True)
+        fused = fuse_batch_norm(model)  # kresnet train's BatchNorm speed-up is TensorFlow's kernel: a no-op here
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
         images = rng.integers(0, 256, size=(4, size, size, 3), dtype=np.uint8)
         labels = np.arange(4) % 10
@@ -54,6 +56,7 @@ CHILD = """
             "plain_params": kr.build_resnet(name, num_classes=10, input_shape=(size, size, 3)).count_params(),
             "preprocessing_weights": len(model.get_layer("preprocessing").weights),
             "first_layer": model.layers[1].name,
+            "fused_batchnorm_layers": fused,
             "loss": history.history["loss"],
             "shape": list(probs.shape),
             "finite": bool(np.isfinite(probs).all()),
@@ -84,6 +87,7 @@ def test_the_child_process_runs_keras_on_jax_without_importing_tensorflow(jax_fa
 def test_one_fit_step_and_predict_under_jax(jax_facts, name):
     facts = jax_facts[name]
     assert facts["first_layer"] == "preprocessing"
+    assert facts["fused_batchnorm_layers"] == 0
     assert len(facts["loss"]) == 1 and math.isfinite(facts["loss"][0]), facts["loss"]
     assert facts["shape"] == [4, 10]
     assert facts["finite"]

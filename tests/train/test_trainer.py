@@ -205,3 +205,24 @@ def test_whitening_stem_starts_from_the_training_patches_and_stays_fixed_when_fr
         np.testing.assert_allclose(kernel, expected, atol=1e-6)
     else:  # it started there (the line above) and trained on
         assert np.abs(kernel - expected).max() > 1e-3
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_training_fused_batchnorm_puts_the_models_batchnorm_on_the_fused_kernel(tmp_path, fused):
+    import dataclasses
+
+    import tensorflow as tf
+
+    class GraphOps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            fn = tf.function(lambda x: self.model(x, training=True))
+            spec = tf.TensorSpec((2, *self.model.input_shape[1:]), tf.float32)
+            self.ops = {op.type for op in fn.get_concrete_function(spec).graph.get_operations()}
+
+    base = tiny_config(tmp_path / "run", epochs=1)
+    config = dataclasses.replace(base, training=dataclasses.replace(base.training, fused_batchnorm=fused))
+    ops, lines = GraphOps(), []
+    run = train(config, datasets=make_datasets(), callbacks=[ops], log=lines.append)
+    assert ("FusedBatchNormV3" in ops.ops) == fused
+    assert sum("19 layers run on TensorFlow's fused kernel" in line for line in lines) == int(fused)
+    assert type(keras.models.load_model(run / "model.keras").get_layer("conv1_bn")) is keras.layers.BatchNormalization
