@@ -207,8 +207,11 @@ def fuse_batch_norm(model) -> int:
     one, rescaled here); inference and frozen layers (``trainable=False``) use the
     moving statistics. Layers the kernel cannot take (a mask, ``renorm``,
     ``synchronized``, an axis other than the last, inputs that are not 4-D floats) run
-    Keras' own ``call``. Other Keras backends: nothing changes (JAX and torch fuse
-    under their compilers).
+    Keras' own ``call``. On other Keras backends nothing changes. TensorFlow has the
+    kernel for float32 and float16 everywhere, and for bfloat16 on GPUs and on CPUs
+    through oneDNN (its default on x86 Linux); elsewhere a bfloat16 run fails with
+    TensorFlow's "No registered 'FusedBatchNormV3' OpKernel": train with
+    ``training.fused_batchnorm: false`` there.
 
     Call it on a built model, before compiling. Idempotent.
 

@@ -166,7 +166,7 @@ class TrainingConfig:
             (never instead of) the plain figures: ``none`` or ``flip``.
         fused_batchnorm: On the TensorFlow backend, run the model's BatchNormalization
             layers through TensorFlow's fused kernel while training and evaluating
-            (`keras_resnet.compat.fuse_batch_norm`: the same arithmetic, about 1.5-2x
+            (`keras_resnet.compat.fuse_batch_norm`: the same arithmetic, 1.3-2x
             faster ResNet-20 steps on CPU; saved models stay plain Keras). ``false``
             keeps Keras' own layer.
     """

@@ -23,6 +23,7 @@ HARMLESS_KEYS = (
     "training.tensorboard",
     "training.evaluate_split",
     "training.tta",
+    "training.fused_batchnorm",  # the same BatchNorm arithmetic on another kernel (rounding differs)
     "data.cache",
     "data.cache_dir",
     "data.download",
