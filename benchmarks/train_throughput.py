@@ -80,7 +80,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-MODES = ("bare", "kresnet", "kresnet_unfused", "torch")
+KRESNET_MODES = ("kresnet", "kresnet_unfused")  # kresnet's TensorFlow training path, fused BatchNorm on / off
+MODES = ("bare", *KRESNET_MODES, "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BACKENDS = ("tensorflow", "jax", "torch")
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
@@ -149,8 +150,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--warmup-epochs must be >= 0. Received: {args.warmup_epochs}")
     if args.image_size is None:
         args.image_size = default_image_size(args.model)
-    if {"kresnet", "kresnet_unfused"} & set(args.mode_list) and args.backend != "tensorflow":
-        parser.error(f"mode kresnet is kresnet's TensorFlow training path and runs on the tensorflow backend only. "
+    if set(KRESNET_MODES) & set(args.mode_list) and args.backend != "tensorflow":
+        parser.error(f"modes {', '.join(KRESNET_MODES)} are kresnet's TensorFlow training path and run on the tensorflow backend only. "
                      f"Received: --backend {args.backend} (from --backend or KERAS_BACKEND); run --modes bare on {args.backend}")
     if "torch" in args.mode_list and cifar_depth(args.model) is None:
         parser.error(f"mode torch implements the CIFAR option-A ResNets (resnet20, resnet32, resnet44, resnet56, resnet110). "
@@ -461,7 +462,8 @@ def run_torch(args) -> dict:
 def run_worker(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.time()
-    result = {"bare": run_bare, "kresnet": run_kresnet, "kresnet_unfused": run_kresnet, "torch": run_torch}[args.worker](args)
+    runner = run_kresnet if args.worker in KRESNET_MODES else {"bare": run_bare, "torch": run_torch}[args.worker]
+    result = runner(args)
     result.update(mode=args.worker, repeat=args.repeat, model=args.model, batch_size=args.batch_size,
                   image_size=args.image_size, precision=args.precision, steps=args.steps,
                   process_seconds=time.time() - started, versions=versions(), python=sys.executable)
@@ -558,7 +560,7 @@ def orchestrate(args) -> None:
             for mode in args.mode_list:
                 result_file = work / f"{mode}-{repeat}.json"
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-                if mode in ("bare", "kresnet", "kresnet_unfused"):
+                if mode in ("bare", *KRESNET_MODES):
                     env["KERAS_BACKEND"] = args.backend if mode == "bare" else "tensorflow"
                 done = subprocess.run(worker_command(args, mode, repeat, result_file, work / "images"), env=env)
                 if done.returncode != 0 or not result_file.exists():
