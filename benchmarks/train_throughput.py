@@ -494,6 +494,8 @@ def machine_info() -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    # Environment that changes which kernels TensorFlow runs (TF_ENABLE_ONEDNN_OPTS=0: no oneDNN).
+    info["environment"] = {key: os.environ[key] for key in ("TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND") if key in os.environ}
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
     if hasattr(os, "getloadavg"):
@@ -544,7 +546,7 @@ def print_summary(args, results: list[dict], summary: dict, machine: dict) -> No
     threads = {r["mode"]: r["threads"] for r in results}
     print(f"machine: {machine['cpu']}, {machine['cpu_count']} CPUs ({machine.get('cpus_usable', '?')} usable), "
           f"{machine['platform']}, Python {machine['python']}; load average {machine.get('load_average_start')} -> "
-          f"{machine.get('load_average_end')}")
+          f"{machine.get('load_average_end')}" + (f"; environment {machine['environment']}" if machine.get("environment") else ""))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in seen.items()) + f"; threads: {threads}")
 
 

@@ -190,6 +190,41 @@ def stateless_seed_generator_class():
 _FUSED_DTYPES = ("float16", "bfloat16", "float32")
 
 
+@functools.lru_cache(maxsize=None)
+def fused_batch_norm_kernel_available(dtype: str) -> bool:
+    """Whether TensorFlow runs ``FusedBatchNormV3`` (and its gradient) in ``dtype`` on this machine.
+
+    Which dtypes have a kernel depends on the build and the device (bfloat16 on a CPU
+    build without it is the case that matters), and a missing kernel only shows when
+    a graph first runs. So this runs the forward, gradient and inference kernels once
+    on a 1x1x2x1 tensor, eagerly (also when called while a ``tf.function`` traces),
+    and remembers the answer per dtype.
+
+    Args:
+        dtype: A dtype name, e.g. ``"bfloat16"``.
+
+    Returns:
+        True when all three kernels ran; False for other dtypes or when one is missing.
+    """
+    import tensorflow as tf
+
+    if dtype not in _FUSED_DTYPES:
+        return False
+    with tf.init_scope():
+        try:
+            x = tf.constant([[[[0.0], [1.0]]]], dtype=dtype)
+            scale, offset = tf.ones([1]), tf.zeros([1])
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, data_format="NHWC", is_training=True)[0]
+            tape.gradient(y, x)
+            tf.compat.v1.nn.fused_batch_norm(x, scale, offset, mean=tf.zeros([1]), variance=tf.ones([1]),
+                                             data_format="NHWC", is_training=False)
+        except tf.errors.OpError:
+            return False
+    return True
+
+
 def fuse_batch_norm(model) -> int:
     """Run every 4-D, last-axis ``BatchNormalization`` of ``model`` through TensorFlow's fused kernel.
 
@@ -207,11 +242,10 @@ def fuse_batch_norm(model) -> int:
     one, rescaled here); inference and frozen layers (``trainable=False``) use the
     moving statistics. Layers the kernel cannot take (a mask, ``renorm``,
     ``synchronized``, an axis other than the last, inputs that are not 4-D floats) run
-    Keras' own ``call``. On other Keras backends nothing changes. TensorFlow has the
-    kernel for float32 and float16 everywhere, and for bfloat16 on GPUs and on CPUs
-    through oneDNN (its default on x86 Linux); elsewhere a bfloat16 run fails with
-    TensorFlow's "No registered 'FusedBatchNormV3' OpKernel": train with
-    ``training.fused_batchnorm: false`` there.
+    Keras' own ``call``, and so do inputs of a dtype this machine's TensorFlow has no
+    fused kernel for (`fused_batch_norm_kernel_available`; TensorFlow 2.21 on x86 Linux
+    has float32, float16 and bfloat16, with oneDNN on or off). On other Keras backends
+    nothing changes.
 
     Call it on a built model, before compiling. Idempotent.
 
@@ -242,7 +276,7 @@ def _fused_batch_norm_call(keras_call):
     def call(self, inputs, training=None, mask=None):
         rank = len(inputs.shape)
         if (mask is not None or rank != 4 or self.axis not in (-1, rank - 1) or self.renorm or self.synchronized
-                or inputs.dtype.name not in _FUSED_DTYPES):
+                or not fused_batch_norm_kernel_available(inputs.dtype.name)):
             return keras_call(self, inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)

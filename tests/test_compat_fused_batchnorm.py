@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet.compat import fuse_batch_norm
+from keras_resnet.compat import fuse_batch_norm, fused_batch_norm_kernel_available
 
 # Both BatchNorm configurations the builders use (models/blocks.py): torch style and keras.applications style.
 STYLES = {
@@ -57,8 +57,14 @@ def as_float(tensors):
 @pytest.mark.parametrize("style", sorted(STYLES))
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"], indirect=True)
 def test_training_step_matches_keras_batchnorm(policy, style):
+    assert_training_step_matches(policy, style)
+
+
+def assert_training_step_matches(policy, style):
+    """One training step of the fused twin against Keras' layer: outputs, gradients, moving statistics."""
     keras_model, fused_model = twin_models(style)
     x = np.random.default_rng(1).normal(2.0, 3.0, (8, 6, 6, 3)).astype("float32")
+    assert "FusedBatchNormV3" in op_types(fused_model, x, True)
     tol = 1e-5 if policy == "float32" else 2e-2
     results = []
     for model in (keras_model, fused_model):
@@ -139,3 +145,79 @@ def test_saved_model_is_plain_keras_and_fusing_twice_wraps_once(tmp_path):
     x = np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3)).astype("float32")
     assert "FusedBatchNormV3" not in op_types(loaded, x, False)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def no_bfloat16_kernel(monkeypatch):
+    """TensorFlow as on a build without a bfloat16 FusedBatchNormV3 kernel (the probe sees what it would)."""
+    real = tf.compat.v1.nn.fused_batch_norm
+
+    def fused_batch_norm(x, *args, **kwargs):
+        if x.dtype == tf.bfloat16:
+            raise tf.errors.NotFoundError(None, None, "No registered 'FusedBatchNormV3' OpKernel for 'CPU' devices "
+                                                      "compatible with node {{node FusedBatchNormV3}}: T=DT_BFLOAT16")
+        return real(x, *args, **kwargs)
+
+    fused_batch_norm_kernel_available.cache_clear()
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", fused_batch_norm)
+    yield
+    fused_batch_norm_kernel_available.cache_clear()
+
+
+def test_the_kernel_probe_answers_per_dtype():
+    assert fused_batch_norm_kernel_available("float32") and fused_batch_norm_kernel_available("bfloat16")
+    assert not fused_batch_norm_kernel_available("int32") and not fused_batch_norm_kernel_available("float64")
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16"], indirect=True)
+def test_a_dtype_without_a_fused_kernel_runs_keras_own_call(policy, no_bfloat16_kernel):
+    assert not fused_batch_norm_kernel_available("bfloat16") and fused_batch_norm_kernel_available("float32")
+    keras_model, fused_model = twin_models("torch")
+    x = np.random.default_rng(6).normal(0, 1, (4, 6, 6, 3)).astype("float32")
+    assert "FusedBatchNormV3" not in op_types(fused_model, x, True)  # tracing does not reach the missing kernel
+    for training in (True, False):
+        np.testing.assert_array_equal(as_float([fused_model(x, training=training)])[0],
+                                      as_float([keras_model(x, training=training)])[0])
+
+
+def test_the_trainer_says_when_the_fused_kernel_is_missing(no_bfloat16_kernel):
+    from keras_resnet.models import build_resnet
+    from keras_resnet.train.config import find_recipe, load_config
+    from keras_resnet.train.trainer import prepare_model
+
+    config = load_config(find_recipe("cifar10_resnet20"))
+    for policy, expected in (("mixed_bfloat16", "TensorFlow has no fused kernel for bfloat16 on this machine, so "
+                                                "Keras' own layer runs"),
+                             ("float32", "19 layers run on TensorFlow's fused kernel")):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            lines = []
+            prepare_model(build_resnet("resnet20", num_classes=10), config, None, log=lines.append)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        assert any(expected in line for line in lines), lines
+
+
+ONEDNN_OFF_CHILD = """
+import keras
+import test_compat_fused_batchnorm as t
+from tensorflow.python.util import _pywrap_util_port
+assert not _pywrap_util_port.IsMklEnabled()  # TensorFlow's own kernels, no oneDNN (private name: a test check only)
+keras.mixed_precision.set_global_policy("mixed_bfloat16")
+assert t.fused_batch_norm_kernel_available("bfloat16")
+t.assert_training_step_matches("mixed_bfloat16", "torch")
+print("ok")
+"""
+
+
+def test_bfloat16_runs_fused_with_onednn_off():
+    """TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's own CPU kernels) still has bfloat16 FusedBatchNormV3."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", ONEDNN_OFF_CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

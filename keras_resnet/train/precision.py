@@ -9,11 +9,15 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
 * a CPU with AMX-BF16 (Intel Sapphire Rapids and later): ``mixed_bfloat16``; on the
   2-core development machine ResNet-20 trained 1.1-1.7x faster than in float32;
 * any other CPU: ``float32`` (without AMX, oneDNN's bfloat16 kernels were not
-  measured faster, and older CPUs emulate bfloat16 slowly).
+  measured faster, and older CPUs emulate bfloat16 slowly);
+* also ``float32`` on an AMX CPU when TensorFlow's oneDNN kernels are switched off
+  (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 convolutions do not use AMX
+  and ran ResNet-20 far slower than float32 (BENCHMARKS.md, "Training throughput").
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,8 +44,18 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     return frozenset()
 
 
+def onednn_enabled(environ=None) -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels: on unless ``TF_ENABLE_ONEDNN_OPTS`` is 0 or false.
+
+    (TensorFlow's default on x86 Linux; it reads the variable the same way.)
+    """
+    value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS", "")
+    return value.strip().lower() not in ("0", "false")
+
+
 def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | None = None,
-                      tpu: bool = False, flags: frozenset[str] | None = None) -> PrecisionChoice:
+                      tpu: bool = False, flags: frozenset[str] | None = None,
+                      onednn: bool | None = None) -> PrecisionChoice:
     """The mixed-precision policy for ``requested`` (``auto`` or a policy name).
 
     Args:
@@ -51,6 +65,7 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
             None: ask TensorFlow.
         tpu: The run uses a TPU (``training.strategy: tpu``).
         flags: CPU feature flags; None: read ``/proc/cpuinfo``.
+        onednn: TensorFlow's oneDNN kernels are on; None: `onednn_enabled`.
 
     Returns:
         A `PrecisionChoice` (policy, reason).
@@ -74,6 +89,9 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
         return PrecisionChoice("mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} < 8.0")
     flags = cpu_flags() if flags is None else flags
     if "amx_bf16" in flags:
+        if not (onednn_enabled() if onednn is None else onednn):
+            return PrecisionChoice("float32", "auto: CPU with AMX-BF16, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
+                                              "TensorFlow's own bfloat16 kernels are slower than float32")
         return PrecisionChoice("mixed_bfloat16", "auto: CPU with AMX-BF16")
     return PrecisionChoice("float32", "auto: CPU without AMX-BF16")
 

@@ -180,11 +180,17 @@ def prepare_model(model, config, datasets, log=print) -> None:
     ``training.fused_batchnorm``: BatchNorm on TensorFlow's fused kernel
     (`keras_resnet.compat.fuse_batch_norm`); ``model.stem_init`` (`init_stem`).
     """
-    from keras_resnet.compat import fuse_batch_norm
+    import keras
+
+    from keras_resnet.compat import fuse_batch_norm, fused_batch_norm_kernel_available
 
     if config.training.fused_batchnorm:
         fused = fuse_batch_norm(model)
-        if fused:
+        dtype = keras.mixed_precision.global_policy().compute_dtype
+        if fused and not fused_batch_norm_kernel_available(dtype):
+            log(f"BatchNormalization: TensorFlow has no fused kernel for {dtype} on this machine, so Keras' own "
+                f"layer runs (training.fused_batchnorm has no effect here)")
+        elif fused:
             log(f"BatchNormalization: {fused} layers run on TensorFlow's fused kernel (training.fused_batchnorm)")
     init_stem(model, config, datasets, log)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from synthetic import make_datasets, tiny_config
 
-from keras_resnet.train.precision import cpu_flags, resolve_precision
+from keras_resnet.train.precision import cpu_flags, onednn_enabled, resolve_precision
 from keras_resnet.train.trainer import train
 
 
@@ -25,8 +25,25 @@ from keras_resnet.train.trainer import train
     ],
 )
 def test_auto_follows_the_hardware(gpus, tpu, flags, expected):
-    choice = resolve_precision("auto", gpu_capabilities=gpus, tpu=tpu, flags=flags)
+    choice = resolve_precision("auto", gpu_capabilities=gpus, tpu=tpu, flags=flags, onednn=True)
     assert choice.policy == expected and choice.reason.startswith("auto: ")
+
+
+def test_auto_keeps_float32_on_an_amx_cpu_with_onednn_off(monkeypatch):
+    amx = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    choice = resolve_precision("auto", gpu_capabilities=[], flags=amx, onednn=False)
+    assert choice.policy == "float32" and "oneDNN is off" in choice.reason
+    assert resolve_precision("auto", gpu_capabilities=[(9, 0)], flags=amx, onednn=False).policy == "mixed_bfloat16"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert resolve_precision("auto", gpu_capabilities=[], flags=amx).policy == "float32"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert resolve_precision("auto", gpu_capabilities=[], flags=amx).policy == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("true", True), ("0", False),
+                                                 ("false", False), ("FALSE", False), (" 0 ", False)])
+def test_onednn_enabled_reads_tensorflows_variable(value, expected):
+    assert onednn_enabled({} if value is None else {"TF_ENABLE_ONEDNN_OPTS": value}) is expected
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
