@@ -239,7 +239,9 @@ def _resumed_after(out, epochs):
 @pytest.mark.slow
 def test_sigint_and_sigterm_then_the_same_command_resumes(tmp_path, folder):
     """A real Ctrl-C exits 130; a SIGTERM kills; the same command line each time continues the run."""
-    run, epochs = tmp_path / "run", 12
+    # Enough epochs that a signal sent after epoch 2 (or 4) lands mid-run even when this process, which
+    # watches history.csv, is descheduled for seconds on a loaded machine: a tiny epoch takes ~0.1 s.
+    run, epochs = tmp_path / "run", 60
     args = train_args(folder, run, epochs, "--set", "training.evaluate_split=none")
     # unbuffered: a process killed by SIGTERM flushes nothing, and its log lines are checked
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
