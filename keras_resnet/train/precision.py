@@ -11,8 +11,9 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
 * any other CPU: ``float32`` (without AMX, oneDNN's bfloat16 kernels were not
   measured faster, and older CPUs emulate bfloat16 slowly);
 * also ``float32`` on an AMX CPU when TensorFlow's oneDNN kernels are switched off
-  (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 convolutions do not use AMX
-  and ran ResNet-20 far slower than float32 (BENCHMARKS.md, "Training throughput").
+  (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 kernels do not use AMX, and
+  ResNet-20 trained 6.9x slower than in float32 (BENCHMARKS.md, "``precision: auto`` and
+  TensorFlow's oneDNN switch").
 """
 
 from __future__ import annotations
