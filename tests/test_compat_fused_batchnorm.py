@@ -180,22 +180,19 @@ def test_a_dtype_without_a_fused_kernel_runs_keras_own_call(policy, no_bfloat16_
                                       as_float([keras_model(x, training=training)])[0])
 
 
-def test_the_trainer_says_when_the_fused_kernel_is_missing(no_bfloat16_kernel):
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("mixed_bfloat16", "TensorFlow has no fused kernel for bfloat16 on this machine, so Keras' own layer runs"),
+    ("float32", "19 layers run on TensorFlow's fused kernel"),
+], indirect=["policy"])
+def test_the_trainer_says_when_the_fused_kernel_is_missing(policy, expected, no_bfloat16_kernel):
     from keras_resnet.models import build_resnet
     from keras_resnet.train.config import find_recipe, load_config
     from keras_resnet.train.trainer import prepare_model
 
-    config = load_config(find_recipe("cifar10_resnet20"))
-    for policy, expected in (("mixed_bfloat16", "TensorFlow has no fused kernel for bfloat16 on this machine, so "
-                                                "Keras' own layer runs"),
-                             ("float32", "19 layers run on TensorFlow's fused kernel")):
-        keras.mixed_precision.set_global_policy(policy)
-        try:
-            lines = []
-            prepare_model(build_resnet("resnet20", num_classes=10), config, None, log=lines.append)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
-        assert any(expected in line for line in lines), lines
+    lines = []
+    prepare_model(build_resnet("resnet20", num_classes=10), load_config(find_recipe("cifar10_resnet20")), None,
+                  log=lines.append)
+    assert any(expected in line for line in lines), lines
 
 
 ONEDNN_OFF_CHILD = """
