@@ -307,6 +307,9 @@ def validate_config(config: TrainConfig) -> None:
     _check(config.model.stem_init == "random" or config.model.weights is None, "model.stem_init",
            config.model.stem_init, f"'random' when model.weights is set (whitening would overwrite the stem of "
            f"{config.model.weights!r})")
+    _check(not config.model.zero_init_residual or config.model.weights is None, "model.zero_init_residual",
+           config.model.zero_init_residual, f"false when model.weights is set (it would zero trained layers of "
+           f"{config.model.weights!r})")
     _check(config.model.width_multiplier > 0, "model.width_multiplier", config.model.width_multiplier, "> 0")
     _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
            "training.early_stopping_patience", t.early_stopping_patience, "an integer >= 1 or null")

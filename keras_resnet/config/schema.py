@@ -59,6 +59,10 @@ class ModelConfig:
             convolution starts from the PCA whitening of training-image patches, or
             ``"whitening_frozen"``: the same, kept fixed during training. Only for a
             model trained from scratch (``weights`` null).
+        zero_init_residual: Start the last layer of every residual branch at zero (the
+            BatchNorm scale in v1 blocks, the last convolution in pre-activation v2), so
+            each block starts as its shortcut (Goyal et al. 2017;
+            `keras_resnet.models.zero_init`). Only for a model trained from scratch.
     """
 
     name: str = "resnet20"
@@ -70,6 +74,7 @@ class ModelConfig:
     hidden_units: tuple[int, ...] = ()
     allow_partial_weights: bool = False
     stem_init: StemInit = "random"
+    zero_init_residual: bool = False
 
 
 @dataclasses.dataclass

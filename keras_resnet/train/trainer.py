@@ -178,7 +178,9 @@ def prepare_model(model, config, datasets, log=print) -> None:
     """What the config asks of a freshly built model before its first phase is compiled.
 
     ``training.fused_batchnorm``: BatchNorm on TensorFlow's fused kernel
-    (`keras_resnet.compat.fuse_batch_norm`); ``model.stem_init`` (`init_stem`).
+    (`keras_resnet.compat.fuse_batch_norm`); ``model.stem_init`` (`init_stem`);
+    ``model.zero_init_residual`` (`keras_resnet.models.zero_init`). A resumed run applies
+    them too; the restored checkpoint then overwrites the weights.
     """
     import keras
 
@@ -193,6 +195,11 @@ def prepare_model(model, config, datasets, log=print) -> None:
         elif fused:
             log(f"BatchNormalization: {fused} layers run on TensorFlow's fused kernel (training.fused_batchnorm)")
     init_stem(model, config, datasets, log)
+    if config.model.zero_init_residual:
+        from keras_resnet.models.zero_init import zero_init_residual_branches
+
+        names = zero_init_residual_branches(model)
+        log(f"Residual branches: {len(names)} end layers ({names[0]} ...) start at zero (model.zero_init_residual)")
 
 
 def init_stem(model, config, datasets, log=print) -> None:

@@ -58,3 +58,11 @@ def test_stem_init_is_checked_by_name():
     with pytest.raises(ValueError, match=r"model\.stem_init must be 'random' when model\.weights is set"):
         train_config.load_config(overrides={"model.stem_init": "whitening", "model.weights": "imagenet",
                                             "model.name": "resnet50"})
+
+
+def test_zero_init_residual_is_only_for_training_from_scratch():
+    assert train_config.load_config(overrides={"model.zero_init_residual": True}).model.zero_init_residual is True
+    assert train_config.load_config().model.zero_init_residual is False
+    with pytest.raises(ValueError, match=r"model\.zero_init_residual must be false when model\.weights is set.*imagenet"):
+        train_config.load_config(overrides={"model.zero_init_residual": True, "model.weights": "imagenet",
+                                            "model.name": "resnet50"})

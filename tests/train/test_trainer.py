@@ -185,6 +185,25 @@ def test_validation_fraction_zero_trains_on_every_image_and_says_what_it_monitor
     assert effective_monitor("val_loss", has_validation=False) == "loss"
 
 
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_zero_init_residual_starts_the_branch_ends_at_zero_and_they_train(tmp_path, zero_init):
+    import dataclasses
+
+    class FirstGamma(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.gamma = np.asarray(self.model.get_layer("conv2_block1_2_bn").gamma)
+
+    base = tiny_config(tmp_path / "run", epochs=1)
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, zero_init_residual=zero_init))
+    lines, first = [], FirstGamma()
+    run = train(config, datasets=make_datasets(), callbacks=[first], log=lines.append)
+    said = [line for line in lines if "Residual branches: 9 end layers (conv2_block1_2_bn ...) start at zero" in line]
+    assert len(said) == int(zero_init)
+    assert (not np.any(first.gamma)) == zero_init
+    trained = keras.models.load_model(run / "model.keras", compile=False).get_layer("conv2_block1_2_bn").get_weights()[0]
+    assert np.abs(trained).max() > 0  # a starting value, not a frozen one
+
+
 @pytest.mark.parametrize("stem_init", ["whitening_frozen", "whitening"])
 def test_whitening_stem_starts_from_the_training_patches_and_stays_fixed_when_frozen(tmp_path, stem_init):
     import dataclasses
