@@ -26,7 +26,10 @@ import re
 import keras
 import numpy as np
 
-_BRANCH_LAYER = re.compile(r"(?P<index>\d+)_(?P<kind>bn|conv)")
+from keras_resnet.models.naming import leaf_layers
+
+#: ``{block}_{i}_bn`` / ``{block}_{i}_conv``: a numbered layer of a block.
+_BLOCK_LAYER = re.compile(r"(?P<block>.+)_(?P<index>\d+)_(?P<kind>bn|conv)")
 
 
 def residual_branch_ends(model) -> list[keras.layers.Layer]:
@@ -41,22 +44,22 @@ def residual_branch_ends(model) -> list[keras.layers.Layer]:
     Raises:
         ValueError: when a residual ``Add`` has no numbered branch layer (not a kresnet model).
     """
-    by_name = {layer.name: layer for layer in model._flatten_layers(include_self=False)}
+    adds, branch_layers = [], {}
+    for layer in leaf_layers(model):
+        if isinstance(layer, keras.layers.Add):
+            adds.append(layer)
+        match = _BLOCK_LAYER.fullmatch(layer.name)
+        if match and int(match["index"]) >= 1:
+            # At the same index the BatchNorm comes after the convolution (v1: conv-BN).
+            key = (int(match["index"]), match["kind"] == "bn")
+            branch_layers.setdefault(match["block"], []).append((key, layer))
     ends = []
-    for layer in by_name.values():
-        if not isinstance(layer, keras.layers.Add):
-            continue
-        block = layer.name.rsplit("_", 1)[0]
-        candidates = []
-        for name, other in by_name.items():
-            match = name.startswith(f"{block}_") and _BRANCH_LAYER.fullmatch(name[len(block) + 1:])
-            if match and int(match["index"]) >= 1:
-                # At the same index the BatchNorm comes after the convolution (v1: conv-BN).
-                candidates.append((int(match["index"]), match["kind"] == "bn", other))
-        if not candidates:
-            raise ValueError(f"Residual layer {layer.name!r} has no '{block}_<i>_bn' or '{block}_<i>_conv' branch layer: "
+    for add in adds:
+        block = add.name.rsplit("_", 1)[0]
+        if block not in branch_layers:
+            raise ValueError(f"Residual layer {add.name!r} has no '{block}_<i>_bn' or '{block}_<i>_conv' branch layer: "
                              "expected a model built by keras_resnet.build_resnet")
-        ends.append(max(candidates, key=lambda c: (c[0], c[1]))[2])
+        ends.append(max(branch_layers[block], key=lambda candidate: candidate[0])[1])
     return ends
 
 
