@@ -249,8 +249,12 @@ class BatchAugmenter:
         if aug.enabled and aug.zoom > 0:
             self.layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 13))
         if aug.enabled and aug.erasing > 0:
+            # A single float factor makes Keras draw each image's probability from U(0, factor),
+            # so erasing=p would erase p/2 of the images; (p, p) erases exactly p of them.
             self.layers.append(
-                keras.layers.RandomErasing(factor=aug.erasing, scale=tuple(aug.erasing_scale), value_range=(0, 255), seed=seed + 14)
+                keras.layers.RandomErasing(
+                    factor=(aug.erasing, aug.erasing), scale=tuple(aug.erasing_scale), value_range=(0, 255), seed=seed + 14
+                )
             )
 
     def __call__(self, images, labels, weights, batch_seed):

@@ -1,6 +1,7 @@
 """augment.py: per-image crops, mixup/cutmix label and weight mixing, the batch augmenter."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_resnet.data.augment import BatchAugmenter, base_size, crop_mode, cutmix, mixup, pad_and_random_crop, random_resized_crop
@@ -116,6 +117,18 @@ def test_batch_augmenter_uses_keras_layers_and_keeps_labels_without_mixing():
     assert x.shape == (4, 8, 8, 3) and w is None
     np.testing.assert_array_equal(y.numpy(), labels.numpy())
     assert not np.allclose(x.numpy(), images.numpy())
+
+
+@pytest.mark.parametrize("erasing", [0.5, 1.0])
+def test_erasing_erases_that_fraction_of_the_images(erasing):
+    """data.augment.erasing is the probability per image, not the upper end of a drawn probability."""
+    aug = BatchAugmenter(AugmentConfig(crop="none", horizontal_flip=False, erasing=erasing), (16, 16), seed=0)
+    n = 2000
+    images = tf.fill([n, 16, 16, 3], 128.0)
+    x, _, _ = aug(images, tf.one_hot(tf.zeros([n], tf.int32), 2), None, SEED)
+    erased = np.any(x.numpy() != 128.0, axis=(1, 2, 3)).mean()
+    # binomial standard deviation at n=2000 is at most 0.011; the U(0, p) draw would give p / 2
+    assert abs(erased - erasing) < 0.04, erased
 
 
 def test_batch_augmenter_is_a_pure_function_of_the_batch_seed():
