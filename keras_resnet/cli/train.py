@@ -43,7 +43,7 @@ def resolve_train_config(config_file, set_values, **flags):
     """The layered config of a ``kresnet train`` call, and the recipe file it started from.
 
     Without ``--config``, CIFAR-10 (the default dataset, or a data folder named
-    ``cifar10``) starts from ``configs/cifar10_resnet20.yaml``.
+    ``cifar10``) starts from ``configs/cifar10_resnet32.yaml``.
 
     Returns:
         ``(TrainConfig, recipe path or None)``.
@@ -94,7 +94,7 @@ def train_command(config_file, set_values, print_config, **flags) -> None:
     """Train a ResNet (or fine-tune a pretrained one) and write a run directory.
 
     Config layers: built-in defaults, then --config YAML, then the flags, then --set.
-    Without --config, CIFAR-10 uses the recipe configs/cifar10_resnet20.yaml.
+    Without --config, CIFAR-10 uses the recipe configs/cifar10_resnet32.yaml.
     The run directory gets model.keras, best.keras, config.yaml, labels.txt,
     preprocessing.json, history.csv, metrics.json, PNG plots and TensorBoard logs.
 

@@ -28,7 +28,7 @@ def configs_dir(package_root: Path) -> Path:
 
 
 CONFIGS_DIR = configs_dir(Path(__file__).resolve().parents[1])
-DEFAULT_RECIPES = {"cifar10": "cifar10_resnet20"}
+DEFAULT_RECIPES = {"cifar10": "cifar10_resnet32"}
 
 
 def find_recipe(name_or_path: str | Path) -> Path:
@@ -51,7 +51,7 @@ def find_recipe(name_or_path: str | Path) -> Path:
 
 
 def default_recipe(dataset: str | None) -> Path | None:
-    """The recipe used when no ``--config`` is given: ``configs/cifar10_resnet20.yaml`` for cifar10.
+    """The recipe used when no ``--config`` is given: ``configs/cifar10_resnet32.yaml`` for cifar10.
 
     Returns:
         The recipe path, or None (built-in defaults) for other datasets or when the

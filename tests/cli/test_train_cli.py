@@ -43,5 +43,5 @@ def test_config_errors_exit_before_training(tmp_path):
     assert result.exit_code != 0 and "unknown config key 'training.epochz'" in result.output
     assert not (tmp_path / "r").exists()
     printed = CliRunner().invoke(main, ["train", "--dataset", "cifar10", "--epochs", "1", "--print-config"])
-    assert printed.exit_code == 0 and "name: resnet20" in printed.output and "epochs: 1" in printed.output
+    assert printed.exit_code == 0 and "name: resnet32" in printed.output and "epochs: 1" in printed.output
     assert "--dataset cifar10 --epochs 1" in CliRunner().invoke(main, ["train", "--help"]).output
