@@ -36,8 +36,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1, help="score the test split every N epochs (and the last)")
     args = parser.parse_args()
 
+    from keras_resnet.compat import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # as `kresnet train` starts TensorFlow (oneDNN's CPU kernels on, quiet start-up)
     import keras
 
+    from keras_resnet.cpu_kernels import cpu_model, onednn_record
     from keras_resnet.train.config import config_to_dict, find_recipe, load_config
     from keras_resnet.train.evaluate import predict_dataset_tta
     from keras_resnet.train.trainer import train
@@ -47,7 +51,8 @@ def main() -> None:
     out = Path(args.json) if args.json else None
     record = json.loads(out.read_text()) if out and out.is_file() else {"rows": []}
     record.update(config=args.config, set=args.set_values, resolved=config_to_dict(config),
-                  machine={"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()})
+                  machine={"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                           "cpu": cpu_model(), "onednn": onednn_record()})
     rows = record["rows"]
 
     class Clock(keras.callbacks.Callback):

@@ -242,6 +242,11 @@ def quiet_tensorflow() -> None:
 
 
 def run_bare(args) -> dict:
+    # A plain Keras script gets TensorFlow's own choice of CPU kernels; quiet_tensorflow would
+    # otherwise turn oneDNN on, as the kresnet command does (keras_resnet.cpu_kernels).
+    from keras_resnet.cpu_kernels import ONEDNN_ENV, tensorflow_onednn_default
+
+    os.environ.setdefault(ONEDNN_ENV, "1" if tensorflow_onednn_default() else "0")
     quiet_tensorflow()
     import keras
 
@@ -464,6 +469,10 @@ def run_worker(args) -> None:
     started = time.time()
     runner = run_kresnet if args.worker in KRESNET_MODES else {"bare": run_bare, "torch": run_torch}[args.worker]
     result = runner(args)
+    if args.worker != "torch":
+        from keras_resnet.cpu_kernels import onednn_record
+
+        result["onednn"] = onednn_record()
     result.update(mode=args.worker, repeat=args.repeat, model=args.model, batch_size=args.batch_size,
                   image_size=args.image_size, precision=args.precision, steps=args.steps,
                   process_seconds=time.time() - started, versions=versions(), python=sys.executable)
@@ -485,16 +494,14 @@ def worker_command(args, mode: str, repeat: int, result_file: Path, data_dir: Pa
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+        from keras_resnet.cpu_kernels import cpu_model
+
+        cpu = cpu_model()
+    except ImportError:  # the torch-only venv (the script run with its interpreter and --modes torch)
+        cpu = platform.processor()
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    # Environment that changes which kernels TensorFlow runs (TF_ENABLE_ONEDNN_OPTS=0: no oneDNN).
+    # Environment that changes which kernels TensorFlow runs (TF_ENABLE_ONEDNN_OPTS: oneDNN or not).
     info["environment"] = {key: os.environ[key] for key in ("TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND") if key in os.environ}
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))

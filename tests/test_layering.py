@@ -21,6 +21,7 @@ LAYERS = {
     "keras_resnet.files": 0,
     "keras_resnet.preprocessing": 0,
     "keras_resnet.compat": 0,
+    "keras_resnet.cpu_kernels": 0,
     "keras_resnet.textsafe": 0,
     "keras_resnet.recipes": 0,
     "keras_resnet.models": 1,

@@ -18,11 +18,9 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import NamedTuple
 
-CPUINFO = Path("/proc/cpuinfo")
+from keras_resnet.cpu_kernels import cpu_flags, onednn_enabled
 
 
 class PrecisionChoice(NamedTuple):
@@ -30,28 +28,6 @@ class PrecisionChoice(NamedTuple):
 
     policy: str
     reason: str
-
-
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The CPU feature flags of ``/proc/cpuinfo`` (empty where that file does not exist)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
-
-
-def onednn_enabled(environ=None) -> bool:
-    """Whether TensorFlow runs its oneDNN CPU kernels: on unless ``TF_ENABLE_ONEDNN_OPTS`` is 0 or false.
-
-    (TensorFlow's default on x86 Linux; it reads the variable the same way.)
-    """
-    value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS", "")
-    return value.strip().lower() not in ("0", "false")
 
 
 def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | None = None,
@@ -66,7 +42,8 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
             None: ask TensorFlow.
         tpu: The run uses a TPU (``training.strategy: tpu``).
         flags: CPU feature flags; None: read ``/proc/cpuinfo``.
-        onednn: TensorFlow's oneDNN kernels are on; None: `onednn_enabled`.
+        onednn: TensorFlow's oneDNN kernels are on; None:
+            `keras_resnet.cpu_kernels.onednn_enabled`.
 
     Returns:
         A `PrecisionChoice` (policy, reason).
@@ -90,7 +67,7 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
         return PrecisionChoice("mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} < 8.0")
     flags = cpu_flags() if flags is None else flags
     if "amx_bf16" in flags:
-        if not (onednn_enabled() if onednn is None else onednn):
+        if not (onednn_enabled(flags=flags) if onednn is None else onednn):
             return PrecisionChoice("float32", "auto: CPU with AMX-BF16, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
                                               "TensorFlow's own bfloat16 kernels are slower than float32")
         return PrecisionChoice("mixed_bfloat16", "auto: CPU with AMX-BF16")

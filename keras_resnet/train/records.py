@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from keras_resnet import runs
+from keras_resnet.cpu_kernels import onednn_record
 
 VERSIONS_FILE = "versions.json"
 DATASET_FILE = "dataset.json"
@@ -55,7 +56,8 @@ def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
     ``config.yaml`` is the resolved config with ``run_dir: null``, so
     ``kresnet train --config RUN/config.yaml`` repeats the run in a new directory
     (``training.precision: auto`` stays ``auto``; the policy it chose is in
-    ``versions.json``, beside the machine it was chosen on).
+    ``versions.json``, beside the machine it was chosen on, as is whether TensorFlow ran
+    its oneDNN CPU kernels: `keras_resnet.cpu_kernels.onednn_record`).
 
     Args:
         run_dir: The run directory.
@@ -73,6 +75,7 @@ def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(dataclasses.replace(config, run_dir=None), run_dir / runs.CONFIG_FILE)
     versions = package_versions()
+    versions["onednn"] = onednn_record()
     if precision is not None:
         versions["precision"] = {"policy": precision.policy, "reason": precision.reason}
     runs.atomic_write_json(run_dir / VERSIONS_FILE, versions)

@@ -375,6 +375,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         >>> run_dir = train(load_config("configs/cifar10_resnet20.yaml", overrides={"training.epochs": 1}))
     """
 
+    from keras_resnet.cpu_kernels import is_x86_64_linux, onednn_log_line, onednn_record
     from keras_resnet.train.callbacks import effective_monitor, fit_verbosity
     from keras_resnet.train.finetune import parameter_table, plan_phases
     from keras_resnet.train.precision import resolve_precision
@@ -414,6 +415,8 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     log(f"{config.model.name}: {model.count_params():,} parameters, {len(datasets.class_names)} classes, "
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s), "
         f"precision {precision.policy} ({precision.reason})")
+    if is_x86_64_linux():
+        log(onednn_log_line(onednn_record()))
     if monitor != config.training.monitor:
         log(f"No validation split (data.validation_fraction: 0, all {datasets.split_sizes.get('train', '?')} training "
             f"images train): best.keras and early stopping follow the training {monitor!r} instead of "

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from synthetic import make_datasets, tiny_config
 
-from keras_resnet.train.precision import cpu_flags, onednn_enabled, resolve_precision
+from keras_resnet.cpu_kernels import is_x86_64_linux, onednn_log_line, onednn_record
+from keras_resnet.train.precision import resolve_precision
 from keras_resnet.train.trainer import train
 
 
@@ -40,23 +41,10 @@ def test_auto_keeps_float32_on_an_amx_cpu_with_onednn_off(monkeypatch):
     assert resolve_precision("auto", gpu_capabilities=[], flags=amx).policy == "mixed_bfloat16"
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("true", True), ("0", False),
-                                                 ("false", False), ("FALSE", False), (" 0 ", False)])
-def test_onednn_enabled_reads_tensorflows_variable(value, expected):
-    assert onednn_enabled({} if value is None else {"TF_ENABLE_ONEDNN_OPTS": value}) is expected
-
-
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_an_explicit_policy_is_kept_on_any_hardware(policy):
     assert resolve_precision(policy, gpu_capabilities=[(9, 0)], tpu=True, flags=frozenset({"amx_bf16"})) == (
         policy, "set in the config")
-
-
-def test_cpu_flags_reads_the_flags_line(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx512f amx_bf16\nbugs\t\t: spectre\n")
-    assert cpu_flags(info) == {"fpu", "avx512f", "amx_bf16"}
-    assert cpu_flags(tmp_path / "missing") == frozenset()
 
 
 def test_a_mixed_bfloat16_run_trains_in_bfloat16_and_records_its_precision(tmp_path):
@@ -75,9 +63,12 @@ def test_a_mixed_bfloat16_run_trains_in_bfloat16_and_records_its_precision(tmp_p
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert seen == {"compute": "bfloat16", "variable": "float32", "head": "float32"}
-    assert json.loads((run / "versions.json").read_text())["precision"] == {
-        "policy": "mixed_bfloat16", "reason": "set in the config"}
+    versions = json.loads((run / "versions.json").read_text())
+    assert versions["precision"] == {"policy": "mixed_bfloat16", "reason": "set in the config"}
+    assert versions["onednn"] == onednn_record()
     assert any("precision mixed_bfloat16 (set in the config)" in line for line in lines)
+    kernel_lines = [line for line in lines if line.startswith("TensorFlow's CPU kernels: ")]
+    assert kernel_lines == ([onednn_log_line(onednn_record())] if is_x86_64_linux() else [])
     # model.keras predicts in float32 once loaded (the policy is a training setting)
     model = keras.models.load_model(run / "model.keras", compile=False)
     assert model.predict(np.zeros((2, 32, 32, 3), "uint8"), verbose=0).dtype == np.float32
