@@ -1,10 +1,13 @@
-"""Shared test set-up: quiet TensorFlow, the helpers on sys.path, and a clean Keras state around every test."""
+"""Shared test set-up: TensorFlow quiet and on the kresnet command's CPU kernels, helpers on sys.path, clean Keras state."""
 
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_resnet.cpu_kernels import default_onednn_on  # noqa: E402
+
+default_onednn_on()  # the tests run TensorFlow's CPU kernels as the kresnet command does (before keras loads it)
 # Helper modules shared by the test packages (`synthetic`, `tiny_run`); the suite runs with
 # --import-mode=importlib, which does not put test folders on sys.path.
 sys.path.insert(0, str(Path(__file__).with_name("helpers")))
