@@ -28,30 +28,27 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 TENSORFLOW_ONEDNN_FLAGS = frozenset({"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"})
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
-    """The CPU feature flags of ``/proc/cpuinfo`` (empty where that file does not exist)."""
+def cpuinfo_field(name: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The value of the first ``name`` line of ``/proc/cpuinfo`` (None where the file or the line is missing)."""
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where that file does not exist)."""
+    return frozenset((cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` where that file does not exist)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return platform.processor()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return platform.processor()
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` where that file does not say)."""
+    return cpuinfo_field("model name", cpuinfo) or platform.processor()
 
 
 def is_x86_64_linux(system: str | None = None, machine: str | None = None) -> bool:

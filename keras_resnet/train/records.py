@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from keras_resnet import runs
-from keras_resnet.cpu_kernels import onednn_record
 
 VERSIONS_FILE = "versions.json"
 DATASET_FILE = "dataset.json"
@@ -50,7 +49,7 @@ def dataset_record(datasets) -> dict:
     }
 
 
-def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
+def write_run_records(run_dir: Path, config, datasets, precision=None, onednn: dict | None = None) -> None:
     """Write ``config.yaml``, ``versions.json``, ``dataset.json``, ``labels.txt``, ``preprocessing.json``.
 
     ``config.yaml`` is the resolved config with ``run_dir: null``, so
@@ -65,6 +64,8 @@ def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
         datasets: The ``Datasets`` the run trains on.
         precision: The `keras_resnet.train.precision.PrecisionChoice` in use (None:
             not recorded).
+        onednn: `keras_resnet.cpu_kernels.onednn_record` of this process (None: not
+            recorded).
     """
     import dataclasses
 
@@ -75,7 +76,8 @@ def write_run_records(run_dir: Path, config, datasets, precision=None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(dataclasses.replace(config, run_dir=None), run_dir / runs.CONFIG_FILE)
     versions = package_versions()
-    versions["onednn"] = onednn_record()
+    if onednn is not None:
+        versions["onednn"] = onednn
     if precision is not None:
         versions["precision"] = {"policy": precision.policy, "reason": precision.reason}
     runs.atomic_write_json(run_dir / VERSIONS_FILE, versions)

@@ -386,6 +386,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     run_dir = prepare_run_dir(config, log)
     strategy = make_strategy(config.training.strategy)
     precision = resolve_precision(config.training.precision, tpu=config.training.strategy == "tpu")
+    cpu_kernels = onednn_record()
     configure_process(config.training.seed, config.training.deterministic, precision.policy)
     if datasets is None:
         from keras_resnet.data.pipeline import build_datasets
@@ -397,7 +398,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
     if chief:
         from keras_resnet.train.records import write_run_records
 
-        write_run_records(run_dir, config, datasets, precision=precision)
+        write_run_records(run_dir, config, datasets, precision=precision, onednn=cpu_kernels)
     train_ds = datasets.train
     if config.training.steps_per_epoch:
         train_ds = train_ds.take(config.training.steps_per_epoch)
@@ -416,7 +417,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         f"{steps} steps/epoch at global batch {config.data.batch_size}, {strategy.num_replicas_in_sync} replica(s), "
         f"precision {precision.policy} ({precision.reason})")
     if is_x86_64_linux():
-        log(onednn_log_line(onednn_record()))
+        log(onednn_log_line(cpu_kernels))
     if monitor != config.training.monitor:
         log(f"No validation split (data.validation_fraction: 0, all {datasets.split_sizes.get('train', '?')} training "
             f"images train): best.keras and early stopping follow the training {monitor!r} instead of "
