@@ -241,6 +241,7 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
 # ------------------------------------------------------------------ 3: a full disk during train
 
 
+@pytest.mark.slow  # two training runs (about 30 s on 2 cores): CI's slow set
 def test_a_write_failing_at_epoch_2_keeps_epoch_1_everywhere_and_the_run_resumes(tmp_path, monkeypatch):
     """ENOSPC while writing epoch 2's backup: model.keras, best.keras, history.csv and the backup all stay
     at epoch 1 (no history row without its checkpoint), no temporary is left, and the run resumes."""

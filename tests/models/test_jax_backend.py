@@ -2,7 +2,8 @@
 
 The check runs in a child process with ``KERAS_BACKEND=jax`` (this process already runs Keras on
 TensorFlow, and Keras picks its backend once, at import). It needs the ``jax`` extra
-(``pip install -e ".[jax]"``, part of ``.[test]``) and is skipped without it.
+(``pip install -e ".[jax]"``, part of ``.[test]``) and is skipped without it. It is in the slow set
+(``pytest -m slow``, which CI runs): the child's XLA compilation takes about 50 s on 2 cores.
 """
 
 import importlib.util
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None,
-    reason="jax is not installed: the child process runs Keras with KERAS_BACKEND=jax (pip install -e '.[jax]')",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None,
+        reason="jax is not installed: the child process runs Keras with KERAS_BACKEND=jax (pip install -e '.[jax]')",
+    ),
+    pytest.mark.slow,  # a child process compiling ResNet-20 and ResNet-18 with XLA: about 50 s on 2 cores
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 

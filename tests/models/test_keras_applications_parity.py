@@ -20,7 +20,14 @@ def weighted_layers(model):
     return {layer.name: layer for layer in model.layers if layer.weights}
 
 
-@pytest.mark.parametrize("name", list(KERAS_APPS))
+# ResNet-101/152 repeat ResNet-50's blocks (only the block counts differ): the default suite checks
+# ResNet-50 v1/v2, the slow set (CI runs it) the deeper four.
+DEEP = {"resnet101", "resnet152", "resnet101_v2", "resnet152_v2"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if name in DEEP else name for name in KERAS_APPS]
+)
 def test_same_layers_and_outputs_as_keras_applications(name):
     shape = (64, 64, 3)
     reference = KERAS_APPS[name](weights=None, input_shape=shape)

@@ -9,7 +9,9 @@ import keras_resnet as kr
 IMAGES = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet20_v2", "resnet18", "resnet18_v2", "resnet50_v2"])
+@pytest.mark.parametrize(
+    "name", ["resnet20", "resnet20_v2", "resnet18", "resnet18_v2", pytest.param("resnet50_v2", marks=pytest.mark.slow)]
+)
 def test_config_and_keras_file_round_trip(name, tmp_path):
     model = kr.build_resnet(name, num_classes=3, input_shape=(32, 32, 3), dropout=0.1, hidden_units=(8,))
     expected = model.predict(IMAGES, verbose=0)
