@@ -211,7 +211,7 @@ def test_lr_multipliers_scale_the_learning_rate_per_stage(optimizer):
     [
         pytest.param(
             1, ["Phase 'head': resuming after epoch 1 of 2", "Phase 'finetune': epochs 3-4, freeze=until_stage1"],
-            marks=pytest.mark.slow,  # in_phase_2 (default set) resumes through both phases too
+            marks=pytest.mark.slow,  # the default set keeps in_phase_2: the same resume, phase 1 already complete
         ),
         (3, ["Phase 'head': already complete (epochs 1-2)", "Phase 'finetune': resuming after epoch 3 of 4"]),
     ],
