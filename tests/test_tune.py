@@ -140,7 +140,7 @@ def tiny_tune_args(root, search, validation_fraction, *extra):
             "--space", "optimizer.learning_rate=0.01:0.5:log", "--dir", str(search), *extra]
 
 
-@pytest.mark.slow  # a search of several trials in a child process (about 45 s on 2 cores)
+@pytest.mark.slow  # a 4-trial search through the CLI (about 45 s on 2 cores); the grid-search tests stay in the default set
 def test_cli_bayesian_search_end_to_end(tmp_path):
     """`kresnet tune --algorithm bayesian` on an image folder: trials past the random start come from the
     Gaussian process; the results table and best_config.yaml come out, and `kresnet train --config` takes it."""

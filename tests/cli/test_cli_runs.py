@@ -63,7 +63,7 @@ class PoisonWeightsAt(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
 
 
-@pytest.mark.slow  # a child-process run; tests/train/test_trainer.py checks the same stop in-process
+@pytest.mark.slow  # a 3-epoch CLI run; tests/train/test_trainer.py checks the same stop through train()
 def test_nan_loss_exits_with_status_3_and_keeps_the_last_good_checkpoint(tmp_path, folder, monkeypatch):
     run = tmp_path / "run"
     with_callback(monkeypatch, PoisonWeightsAt())
@@ -74,7 +74,7 @@ def test_nan_loss_exits_with_status_3_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(np.isfinite(w).all() for w in weights_of(run / "model.keras"))
 
 
-@pytest.mark.slow  # two training commands in child processes
+@pytest.mark.slow  # three CLI training commands; test_error_boundary checks the 130 and the resume hint
 def test_ctrl_c_exits_with_status_130_and_the_same_command_resumes(tmp_path, folder, monkeypatch):
     run = tmp_path / "run"
     args = train_args(folder, run, 2)

@@ -3,7 +3,7 @@
 The check runs in a child process with ``KERAS_BACKEND=jax`` (this process already runs Keras on
 TensorFlow, and Keras picks its backend once, at import). It needs the ``jax`` extra
 (``pip install -e ".[jax]"``, part of ``.[test]``) and is skipped without it. It is in the slow set
-(``pytest -m slow``, which CI runs): the child's XLA compilation takes about 50 s on 2 cores.
+(``pytest -m slow``, which CI runs): the child process takes about 50 s on 2 cores.
 """
 
 import importlib.util
@@ -22,7 +22,7 @@ pytestmark = [
         importlib.util.find_spec("jax") is None,
         reason="jax is not installed: the child process runs Keras with KERAS_BACKEND=jax (pip install -e '.[jax]')",
     ),
-    pytest.mark.slow,  # a child process compiling ResNet-20 and ResNet-18 with XLA: about 50 s on 2 cores
+    pytest.mark.slow,  # a child process building, training and predicting ResNet-20 and ResNet-18: about 50 s
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

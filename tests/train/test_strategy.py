@@ -86,7 +86,7 @@ def test_configure_process_sets_the_precision_policy():
     assert keras.mixed_precision.dtype_policy().name == "float32"
 
 
-@pytest.mark.slow  # test_precision's bfloat16 run covers the default set; bfloat16 is emulated without AVX512-BF16
+@pytest.mark.slow  # test_precision's bfloat16 training run stays in the default set
 def test_mixed_bfloat16_training_run(tmp_path):
     """A real run with training.precision=mixed_bfloat16: convolutions compute in bfloat16 on float32
     variables, the head in float32; the run finishes with finite weights and a float32 softmax."""
