@@ -53,6 +53,15 @@ compilation, cache filling) are reported but not measured. images/s of a repeat 
 measured epochs / their seconds; the summary gives the median per mode and the ratios of the
 medians (``kresnet/bare``: > 1 means kresnet's path is faster; ``bare/torch``).
 
+``--interleave``: a shared machine's speed can jump by 1.5x within a minute, more than the
+differences sought, and a repeat of one mode lasts about a minute. With ``--interleave`` the
+modes' processes of a repeat are started together (one after the other, each waiting at its
+first epoch) and take turns epoch by epoch: in each round every mode runs one epoch while the
+others wait at an epoch begin (``EpochGate``: two pipes per worker), in an order that reverses
+every round. An epoch's time excludes the wait. The summary then adds, for each pair of modes,
+the ratio of their epochs in each measured round (median, min, max): both epochs ran within
+the same few seconds.
+
 Examples:
     python benchmarks/train_throughput.py                                   # bare + kresnet, resnet20, 3 repeats
     python benchmarks/train_throughput.py --modes bare,kresnet,torch --torch-python /tmp/torchvenv/bin/python \\
@@ -62,6 +71,8 @@ Examples:
     /tmp/torchvenv/bin/python benchmarks/train_throughput.py --modes torch   # no TensorFlow/Keras needed
     python benchmarks/train_throughput.py --model resnet18 --image-size 64 --batch-size 64
     python benchmarks/train_throughput.py --steps 5 --epochs 1 --repeats 1   # smoke test
+    python benchmarks/train_throughput.py --modes kresnet,torch --torch-python /tmp/torchvenv/bin/python \\
+        --interleave --steps 40 --epochs 10 --repeats 1                        # per-round ratios
 """
 
 from __future__ import annotations
@@ -131,12 +142,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="intra-op threads for TensorFlow and torch (default: each framework's own; not applied to JAX)")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interleave", action="store_true",
+                        help="start every mode's process of a repeat together and let them take turns epoch by epoch "
+                             "(one mode runs at a time; the order alternates each round), so each round compares the "
+                             "modes over the same few seconds: ratios per round, robust to a machine whose speed drifts")
     parser.add_argument("--json", default=None, metavar="OUT", help="write settings, machine and per-repeat results here")
     # Internal: one measurement in a child process.
     parser.add_argument("--worker", choices=MODES, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--gate-fds", default=None, help=argparse.SUPPRESS)  # --interleave: pipes "R,W" to the orchestrator
     args = parser.parse_args(argv)
 
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -195,25 +211,96 @@ def versions() -> dict:
     return found
 
 
-def epoch_clock():
-    """A Keras callback timing each epoch from its begin to the next epoch's begin (the last: to train end)."""
+class EpochGate:
+    """The worker's side of ``--interleave``: each epoch waits for the orchestrator's turn.
+
+    At each gate (every epoch begin, and the end of training) the worker writes the seconds of the
+    epoch it just ran (``start`` at the first gate) on one pipe and blocks until the orchestrator
+    writes ``go`` on the other; the orchestrator gives the turn to one worker at a time, so the
+    modes' epochs run one after the other and never share the CPU. Without pipes (``fds=None``)
+    every gate returns at once.
+    """
+
+    def __init__(self, fds: tuple[int, int] | None):
+        self.go = os.fdopen(fds[0], "r") if fds else None
+        self.ready = os.fdopen(fds[1], "w") if fds else None
+        self.started = None
+
+    def wait(self) -> None:
+        """Report the epoch just run (from the last ``go``), then block until the next ``go``."""
+        if self.go is None:
+            return
+        self.ready.write("start\n" if self.started is None else f"{time.perf_counter() - self.started:.6f}\n")
+        self.ready.flush()
+        line = self.go.readline().strip()
+        if line != "go":
+            raise SystemExit(f"--interleave worker: expected 'go' from the orchestrator, received {line!r} (it stopped)")
+        self.started = time.perf_counter()
+
+
+def parse_gate_fds(text: str | None) -> tuple[int, int] | None:
+    """``--gate-fds R,W`` -> (R, W); None without interleaving."""
+    if not text:
+        return None
+    read, write = (int(part) for part in text.split(","))
+    return read, write
+
+
+class EpochTimes:
+    """Epoch begin and end times: an epoch lasts from its begin to the next epoch's begin (the last:
+    to the end of training), less any wait at an interleaving gate."""
+
+    def __init__(self, gate: EpochGate):
+        self.gate, self.starts, self.stops = gate, [], []
+
+    def epoch_begin(self) -> None:
+        if self.starts:
+            self.stops.append(time.perf_counter())
+        self.gate.wait()
+        self.starts.append(time.perf_counter())
+
+    def train_end(self) -> None:
+        self.stops.append(time.perf_counter())
+        self.gate.wait()
+
+    def seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.starts, self.stops)]
+
+
+def epoch_clock(gate: EpochGate, time_epoch_end: bool = False):
+    """A Keras callback keeping ``EpochTimes`` (and the model's parameter counts at the end of training).
+
+    ``time_epoch_end`` also notes when each epoch's last batch ended, so ``epoch_end_seconds()``
+    tells how much of each epoch the epoch-end work took (kresnet's checkpoints, history and
+    backup). It adds a per-batch hook, so it is only used where one exists anyway (kresnet's
+    NaN guard); a plain ``fit`` keeps none.
+    """
     import keras
 
     class EpochClock(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.starts, self.end, self.counts = [], None, None
+            self.times, self.counts, self.last_batch_ends = EpochTimes(gate), None, []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.starts.append(time.perf_counter())
+            self.times.epoch_begin()
+            self.last_batch_ends.append(None)
 
         def on_train_end(self, logs=None):
-            self.end = time.perf_counter()
             self.counts = (self.model.count_params(), sum(int(w.numpy().size) for w in self.model.trainable_weights))
+            self.times.train_end()
 
         def seconds(self) -> list[float]:
-            return [b - a for a, b in zip(self.starts, [*self.starts[1:], self.end])]
+            return self.times.seconds()
 
+        def epoch_end_seconds(self) -> list[float]:
+            return [stop - end for stop, end in zip(self.times.stops, self.last_batch_ends) if end is not None]
+
+    if time_epoch_end:
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_batch_ends[-1] = time.perf_counter()
+
+        EpochClock.on_train_batch_end = on_train_batch_end
     return EpochClock()
 
 
@@ -272,7 +359,7 @@ def run_bare(args) -> dict:
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels = synthetic_arrays(args)
-    clock = epoch_clock()
+    clock = epoch_clock(EpochGate(parse_gate_fds(args.gate_fds)))
     epochs = args.warmup_epochs + args.epochs
     source = args.bare_input if args.bare_input != "auto" else ("tfdata" if backend == "tensorflow" else "numpy")
     if source == "tfdata":
@@ -343,7 +430,7 @@ def run_kresnet(args) -> dict:
     if args.kresnet_augment == "none":
         overrides["data.augment.enabled"] = False
     config = load_config(find_recipe(RECIPE), overrides=overrides)
-    clock = epoch_clock()
+    clock = epoch_clock(EpochGate(parse_gate_fds(args.gate_fds)), time_epoch_end=True)
     try:
         train(config, callbacks=[clock], log=lambda line: print(f"[kresnet] {line}", file=sys.stderr, flush=True))
     finally:
@@ -353,7 +440,8 @@ def run_kresnet(args) -> dict:
     return {**measured(args, clock.seconds(), int(steps) * args.batch_size), "backend": keras.backend.backend(),
             "input": f"image folder -> kresnet tf.data (cache memory, augment {args.kresnet_augment})",
             "params": params, "trainable_params": trainable, "threads": threads,
-            "dtype_policy": keras.mixed_precision.global_policy().name, "recipe": RECIPE}
+            "dtype_policy": keras.mixed_precision.global_policy().name, "recipe": RECIPE,
+            "epoch_end_seconds": clock.epoch_end_seconds()[args.warmup_epochs:]}
 
 
 # --------------------------------------------------------------------------- mode torch
@@ -433,10 +521,10 @@ def run_torch(args) -> dict:
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     b = args.batch_size
-    seconds = []
+    times = EpochTimes(EpochGate(parse_gate_fds(args.gate_fds)))
     loss_sum = torch.zeros(())
     for _ in range(args.warmup_epochs + args.epochs):
-        start = time.perf_counter()
+        times.epoch_begin()
         for step in range(args.steps):
             # NHWC uint8 viewed as NCHW is already channels_last in memory; convert + normalise on the fly.
             x = images[step * b : (step + 1) * b].permute(0, 3, 1, 2).float()
@@ -454,8 +542,8 @@ def run_torch(args) -> dict:
                 loss.backward()
                 optimizer.step()
             loss_sum += loss.detach()
-        seconds.append(time.perf_counter() - start)
-    return {**measured(args, seconds, args.steps * b), "backend": f"torch {torch.__version__} (eager, channels_last)",
+    times.train_end()
+    return {**measured(args, times.seconds(), args.steps * b), "backend": f"torch {torch.__version__} (eager, channels_last)",
             "input": "in-memory uint8 tensor", "params": params + buffers, "trainable_params": params,
             "bn_running_stats": buffers, "threads": {"intra_op": torch.get_num_threads()},
             "dtype_policy": args.precision, "mean_loss": float(loss_sum) / max(1, args.steps * (args.warmup_epochs + args.epochs))}
@@ -479,7 +567,8 @@ def run_worker(args) -> None:
     Path(args.result_file).write_text(json.dumps(result, indent=1))
 
 
-def worker_command(args, mode: str, repeat: int, result_file: Path, data_dir: Path) -> list[str]:
+def worker_command(args, mode: str, repeat: int, result_file: Path, data_dir: Path,
+                   gate_fds: tuple[int, int] | None = None) -> list[str]:
     python = args.torch_python if mode == "torch" and args.torch_python else sys.executable
     command = [python, str(Path(__file__).resolve()), "--worker", mode, "--repeat", str(repeat),
                "--result-file", str(result_file), "--data-dir", str(data_dir),
@@ -490,7 +579,97 @@ def worker_command(args, mode: str, repeat: int, result_file: Path, data_dir: Pa
                "--kresnet-augment", args.kresnet_augment, "--num-classes", str(args.num_classes), "--seed", str(args.seed)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if gate_fds:
+        command += ["--gate-fds", f"{gate_fds[0]},{gate_fds[1]}"]
     return command
+
+
+def worker_env(args, mode: str) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    if mode in ("bare", *KRESNET_MODES):
+        env["KERAS_BACKEND"] = args.backend if mode == "bare" else "tensorflow"
+    return env
+
+
+def read_result(mode: str, repeat: int, returncode: int, result_file: Path) -> dict:
+    if returncode != 0 or not result_file.exists():
+        raise SystemExit(f"mode {mode} (repeat {repeat}) failed with exit code {returncode}; see its output above")
+    return json.loads(result_file.read_text())
+
+
+class GatedWorker:
+    """The orchestrator's side of ``--interleave``: one worker process and its two pipes (see ``EpochGate``)."""
+
+    def __init__(self, name: str, command_for_fds, env: dict | None = None):
+        go_read, self._go = os.pipe()
+        self._ready, ready_write = os.pipe()
+        self.name = name
+        self.process = subprocess.Popen(command_for_fds((go_read, ready_write)), env=env, pass_fds=(go_read, ready_write))
+        os.close(go_read)
+        os.close(ready_write)
+        self._ready_file = os.fdopen(self._ready, "r")
+        self._go_file = os.fdopen(self._go, "w")
+
+    def next_report(self) -> str:
+        """Block until the worker reaches its next gate; its report ('start' or the seconds of the epoch run)."""
+        line = self._ready_file.readline().strip()
+        if not line:
+            code = self.process.wait()
+            raise SystemExit(f"--interleave: mode {self.name} stopped (exit code {code}) before its next epoch; see its output above")
+        return line
+
+    def go(self) -> None:
+        self._go_file.write("go\n")
+        self._go_file.flush()
+
+    def close(self) -> None:
+        for handle in (self._go_file, self._ready_file):
+            try:
+                handle.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_turns(workers: list, epochs: int, log=print) -> list[list[str]]:
+    """Let workers waiting at their first gate run ``epochs`` epochs in turns, then release them all.
+
+    In round r the workers go one at a time, in the given order when r is even and reversed when
+    odd. Returns each round's reports as ``[[name, seconds], ...]``.
+    """
+    rounds = []
+    for r in range(epochs):
+        order = workers if r % 2 == 0 else workers[::-1]
+        reports = []
+        for worker in order:
+            worker.go()
+            reports.append([worker.name, float(worker.next_report())])
+        rounds.append(reports)
+        log(f"[throughput] round {r + 1}/{epochs}: " + "  ".join(f"{name} {seconds:.2f} s" for name, seconds in reports))
+    for worker in workers:  # past the end-of-training gate: results are written after every epoch was run
+        worker.go()
+    return rounds
+
+
+def run_repeat_interleaved(args, repeat: int, work: Path) -> list[dict]:
+    """One repeat of every mode, the processes taking turns epoch by epoch (``--interleave``)."""
+    workers, files = [], {}
+    try:
+        for mode in args.mode_list:  # started one after the other: the first writes the image folder
+            files[mode] = work / f"{mode}-{repeat}.json"
+            worker = GatedWorker(mode, lambda fds, mode=mode: worker_command(args, mode, repeat, files[mode], work / "images", fds),
+                                 env=worker_env(args, mode))
+            workers.append(worker)
+            first = worker.next_report()  # waiting at its first gate: its start-up overlaps no measured epoch
+            if first != "start":
+                raise SystemExit(f"--interleave: mode {mode} reported {first!r} before its first epoch")
+        run_turns(workers, args.warmup_epochs + args.epochs)
+        return [read_result(w.name, repeat, w.process.wait(), files[w.name]) for w in workers]
+    finally:
+        for worker in workers:
+            worker.close()
 
 
 def machine_info() -> dict:
@@ -513,22 +692,49 @@ def machine_info() -> dict:
 def describe(result: dict) -> str:
     epochs = " ".join(f"{s:.2f}" for s in result["epoch_seconds"])
     warm = " ".join(f"{s:.1f}" for s in result["warmup_seconds"])
+    ends = result.get("epoch_end_seconds")
+    ends = f", of which epoch-end callbacks {' '.join(f'{s:.2f}' for s in ends)} s" if ends else ""
     return (f"[throughput] repeat {result['repeat']}  {result['mode']:<15} {result['images_per_second']:9.1f} images/s  "
             f"({result['backend']}, {result['dtype_policy']}, batch {result['batch_size']}, {result['image_size']}px, "
-            f"{result['images_per_epoch']} images/epoch; measured epochs {epochs} s; warm-up {warm} s)")
+            f"{result['images_per_epoch']} images/epoch; measured epochs {epochs} s{ends}; warm-up {warm} s)")
 
 
-def summarise(results: list[dict], modes: list[str]) -> dict:
+RATIOS = (("kresnet", "bare"), ("kresnet", "kresnet_unfused"), ("bare", "torch"), ("kresnet", "torch"))
+
+
+def round_ratios(results: list[dict], top: str, bottom: str) -> list[float]:
+    """Per measured epoch of each repeat, the images/s of ``top`` over ``bottom`` (``--interleave``:
+    the two epochs ran back to back in the same round)."""
+    ratios = []
+    for repeat in sorted({r["repeat"] for r in results}):
+        upper = next((r for r in results if r["mode"] == top and r["repeat"] == repeat), None)
+        lower = next((r for r in results if r["mode"] == bottom and r["repeat"] == repeat), None)
+        if upper and lower:
+            # Same images per epoch in both modes: the rate ratio is the inverse ratio of the seconds.
+            ratios += [b / a for a, b in zip(upper["epoch_seconds"], lower["epoch_seconds"]) if a > 0]
+    return ratios
+
+
+def summarise(results: list[dict], modes: list[str], per_round: bool = False) -> dict:
+    """Medians per mode and ratios of the medians; with ``per_round`` also the per-round ratios
+    (median, min, max), the robust figure of an interleaved run."""
     summary = {}
     for mode in modes:
         rates = [r["images_per_second"] for r in results if r["mode"] == mode]
         if rates:
             summary[mode] = {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": len(rates)}
-    ratios = {}
-    for top, bottom in (("kresnet", "bare"), ("kresnet", "kresnet_unfused"), ("bare", "torch"), ("kresnet", "torch")):
+    ratios, per_round_ratios = {}, {}
+    for top, bottom in RATIOS:
         if top in summary and bottom in summary:
             ratios[f"{top}/{bottom}"] = summary[top]["median"] / summary[bottom]["median"]
-    return {"modes": summary, "ratios": ratios}
+            rounds = round_ratios(results, top, bottom) if per_round else []
+            if rounds:
+                per_round_ratios[f"{top}/{bottom}"] = {"median": statistics.median(rounds), "min": min(rounds),
+                                                       "max": max(rounds), "rounds": len(rounds)}
+    out = {"modes": summary, "ratios": ratios}
+    if per_round:
+        out["round_ratios"] = per_round_ratios
+    return out
 
 
 def print_summary(args, results: list[dict], summary: dict, machine: dict) -> None:
@@ -541,6 +747,8 @@ def print_summary(args, results: list[dict], summary: dict, machine: dict) -> No
         print(f"{mode:<15} {row['median']:12.1f} {row['min']:9.1f} {row['max']:9.1f}  {first['backend']} / {first['input']}")
     if summary["ratios"]:
         print("ratios of the medians: " + "   ".join(f"{name} {value:.3f}" for name, value in summary["ratios"].items()))
+    for name, row in summary.get("round_ratios", {}).items():
+        print(f"per-round ratio {name}: median {row['median']:.3f} (min {row['min']:.3f}, max {row['max']:.3f}, {row['rounds']} rounds)")
     counts = []
     for mode in summary["modes"]:
         first = next(r for r in results if r["mode"] == mode)
@@ -566,22 +774,23 @@ def orchestrate(args) -> None:
     results = []
     try:
         for repeat in range(1, args.repeats + 1):
-            for mode in args.mode_list:
-                result_file = work / f"{mode}-{repeat}.json"
-                env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-                if mode in ("bare", *KRESNET_MODES):
-                    env["KERAS_BACKEND"] = args.backend if mode == "bare" else "tensorflow"
-                done = subprocess.run(worker_command(args, mode, repeat, result_file, work / "images"), env=env)
-                if done.returncode != 0 or not result_file.exists():
-                    raise SystemExit(f"mode {mode} (repeat {repeat}) failed with exit code {done.returncode}; see its output above")
-                result = json.loads(result_file.read_text())
-                results.append(result)
-                print(describe(result), flush=True)
+            if args.interleave:
+                repeat_results = run_repeat_interleaved(args, repeat, work)
+                for result in repeat_results:
+                    print(describe(result), flush=True)
+            else:
+                repeat_results = []
+                for mode in args.mode_list:
+                    result_file = work / f"{mode}-{repeat}.json"
+                    done = subprocess.run(worker_command(args, mode, repeat, result_file, work / "images"), env=worker_env(args, mode))
+                    repeat_results.append(read_result(mode, repeat, done.returncode, result_file))
+                    print(describe(repeat_results[-1]), flush=True)
+            results += repeat_results
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if hasattr(os, "getloadavg"):
         machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    summary = summarise(results, args.mode_list)
+    summary = summarise(results, args.mode_list, per_round=args.interleave)
     print_summary(args, results, summary, machine)
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("worker", "repeat", "result_file", "data_dir")}
