@@ -137,20 +137,26 @@ class ModelCheckpoints(keras.callbacks.Callback):
             if value is not None and self._better(value, self.best):
                 self.best = value
 
-    def _save(self, view, path: Path) -> None:
+    def _save(self, view, path: Path) -> Path:
+        """Write ``view`` for ``path``; returns the file written (a staged temporary until commit)."""
         if self.staged is None:
-            runs.atomic_save_model(view, path)
-        else:
-            with self.staged.stage(path) as tmp:
-                view.save(tmp)
+            return runs.atomic_save_model(view, path)
+        with self.staged.stage(path) as tmp:
+            view.save(tmp)
+        return tmp
+
+    def _copy(self, source: Path, path: Path) -> None:
+        with (runs.atomic_path(path) if self.staged is None else self.staged.stage(path)) as tmp:
+            shutil.copyfile(source, tmp)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        view = inference_view(self.model)
-        self._save(view, self.run_dir / runs.MODEL_FILE)
+        written = self._save(inference_view(self.model), self.run_dir / runs.MODEL_FILE)
         value = self._metric(logs)
         if value is not None and not math.isnan(value) and self._better(value, self.best):
-            self._save(view, self.run_dir / runs.BEST_MODEL_FILE)
+            # The same model as model.keras: copy its bytes rather than serialize it twice
+            # (a .keras save of ResNet-20 takes about 0.2 s, a copy a few milliseconds).
+            self._copy(written, self.run_dir / runs.BEST_MODEL_FILE)
             self.best = value
 
 

@@ -38,6 +38,26 @@ def test_best_checkpoint_tracks_monitor_and_recovers_best_from_history(tmp_path)
     assert (tmp_path / "best.keras").is_file() and callback.best == 0.8
 
 
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_best_epoch_serializes_the_model_once_and_best_keras_is_its_copy(tmp_path, monkeypatch, staged):
+    files = runs.StagedFiles() if staged else None
+    callback = ModelCheckpoints(tmp_path, monitor="val_accuracy", staged=files)
+    callback.set_model(tiny_model(3.0))
+    callback.on_train_begin()
+    saves = []
+    real_save = keras.Model.save
+    monkeypatch.setattr(keras.Model, "save", lambda self, path, *a, **k: (saves.append(path), real_save(self, path, *a, **k)))
+    callback.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert len(saves) == 1
+    if staged:
+        assert not (tmp_path / runs.BEST_MODEL_FILE).exists()  # nothing replaced before the commit
+        files.commit()
+    assert (tmp_path / runs.BEST_MODEL_FILE).read_bytes() == (tmp_path / runs.MODEL_FILE).read_bytes()
+    kernel = keras.models.load_model(tmp_path / runs.BEST_MODEL_FILE).get_layer("predictions").kernel
+    np.testing.assert_array_equal(np.asarray(kernel), np.full((2, 2), 3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "model.keras"]
+
+
 def test_save_failing_midway_leaves_old_checkpoint_loadable(tmp_path, monkeypatch):
     callback = ModelCheckpoints(tmp_path)
     callback.set_model(tiny_model(1.0))
