@@ -633,7 +633,7 @@ class GatedWorker:
             self.process.wait()
 
 
-def run_turns(workers: list, epochs: int, log=print) -> list[list[str]]:
+def run_turns(workers: list, epochs: int, log=print) -> list[list[list]]:
     """Let workers waiting at their first gate run ``epochs`` epochs in turns, then release them all.
 
     In round r the workers go one at a time, in the given order when r is even and reversed when
