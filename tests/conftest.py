@@ -28,3 +28,23 @@ def _reset_keras_state():
     yield
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Loads ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package); one copy per name."""
+    import importlib.util
+
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"kresnet_benchmark_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses and pickling look their module up there
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load

@@ -1,7 +1,6 @@
 """benchmarks/train_throughput.py's --interleave machinery (gates, turns, per-round ratios), with
 tiny stand-in worker processes instead of training runs."""
 
-import importlib.util
 import json
 import sys
 import textwrap
@@ -13,12 +12,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("kresnet_benchmark_train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("train_throughput")
 
 
 # A stand-in worker: EpochTimes/EpochGate as the real workers use them, each epoch a short sleep,

@@ -1,23 +1,13 @@
 """benchmarks/transfer.py's sampling, selection and summary (no training)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "transfer.py"
-
 
 @pytest.fixture(scope="module")
-def transfer():
-    spec = importlib.util.spec_from_file_location("kresnet_benchmark_transfer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def transfer(benchmark_script):
+    return benchmark_script("transfer")
 
 
 def write_folder(root, classes, per_class):

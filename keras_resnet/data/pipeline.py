@@ -180,8 +180,10 @@ def build_datasets(config: DataConfig, seed: int = 0) -> Datasets:
     if "val" in source.splits:
         val_decoded = _decoded(source, "val", image_size, config, fingerprint, deterministic=True)
         val = eval_pipeline(val_decoded, config, k, size=stable_size(val_decoded, config, len(source.splits["val"])))
+        val = without_autotune_thread(val)
     if "test" in source.splits:
         test = eval_pipeline(_decoded(source, "test", image_size, config, fingerprint, deterministic=True), config, k)
+        test = without_autotune_thread(test)
     return Datasets(
         train=stream.one_epoch(),
         val=val,
@@ -230,6 +232,36 @@ def _validation_kind(source: Source, config: DataConfig, seed: int) -> str:
     if val.paths is None and val.indices is None:
         return "split"
     return f"holdout {config.validation_fraction} seed {seed}"
+
+
+def without_autotune_thread(dataset):
+    """``dataset`` without tf.data's autotune thread: for the val/test splits read every epoch.
+
+    tf.data starts a performance-model thread for each iterator of a pipeline with autotune
+    on (TensorFlow's default), which wakes at doubling intervals (10 ms up to 60 s) to
+    re-tune it. Deleting the iterator joins that thread, and under CPU load the join was
+    seen to wait for the next wake-up: on 2 cores (TensorFlow 2.21) ``model.evaluate`` of
+    the memory-cached CIFAR-10 test split ended 9.9 s after its last batch in 1 of 6
+    evaluations (20.5 s against 8.2-10.6 s) and 0.6-1.1 s after it in 2 more; without the
+    thread, 0.01 s at most (BENCHMARKS.md, "tf.data's autotune thread"). Keras makes a new
+    iterator of the validation split every epoch. ``AUTOTUNE`` settings still work without
+    the thread: parallel maps run ``min(16, CPU cores)`` calls and ``prefetch`` keeps its
+    own buffer tuner. The training stream (one iterator for the whole run) and the
+    un-cached splits of `evaluation_dataset` keep TensorFlow's default: there the teardown
+    was not seen to wait, and the un-cached evaluation without the thread was slower in 2
+    of 6 rounds (16.4 and 24.0 s against 10.4-11.7 s).
+
+    Args:
+        dataset: A ``tf.data.Dataset``.
+
+    Returns:
+        The same dataset with ``autotune.enabled = False`` (kept by later ``map``/``batch``).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _decoded(source: Source, split: str, size, config: DataConfig, fingerprint: dict, deterministic: bool = True):

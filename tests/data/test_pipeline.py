@@ -308,3 +308,25 @@ def test_decoded_images_are_cached_once_for_all_epochs(tmp_path, cache):
         next(stream)
     assert len(_batches(data.train_from_epoch(4), data.steps_per_epoch)) == 3
     assert len(_all(data.train)[0]) == 12
+
+
+
+def test_val_and_test_splits_run_without_the_tfdata_autotune_thread(folder):
+    # Deleting an iterator joins tf.data's autotune thread, which under load waited for its next
+    # wake-up (seconds), and Keras makes a new validation iterator every epoch: BENCHMARKS.md,
+    # "tf.data's autotune thread". The training stream and evaluate's un-cached splits keep
+    # TensorFlow's default, as measured there.
+    from keras_resnet.data.inference import evaluation_dataset
+
+    data = build_datasets(_config(folder, validation_fraction=1 / 3), seed=0)
+    for name, ds in {"val": data.val, "test": data.test}.items():
+        assert ds.options().autotune.enabled is False, name
+        assert ds.options().experimental_optimization.map_parallelization is True, name
+    assert data.test.map(lambda x, y: (x, y)).batch(2).options().autotune.enabled is False  # kept when wrapped
+    default = {
+        "train": data.train,
+        "train_from_epoch": data.train_from_epoch(0),
+        "evaluation_dataset": evaluation_dataset(_config(folder), "test", (8, 8)).dataset,
+    }
+    for name, ds in default.items():
+        assert ds.options().autotune.enabled is not False, name
