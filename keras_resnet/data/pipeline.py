@@ -14,7 +14,8 @@ Per split the pipeline is (graph ops only, no Python per image)::
       -> train only, per epoch e: shuffle (or class-balanced resampling) seeded by
          (seed, e) -> batch -> augment the whole batch (augment.py) with a seed from
          (seed, e, batch index) -> one-hot
-      -> val/test: batch -> one-hot
+      -> val/test: batch -> one-hot (cached: without tf.data's autotune thread,
+         `without_autotune_thread`)
       -> prefetch
 
 Images leave the pipeline un-normalised: the model normalises them in its first
@@ -180,10 +181,10 @@ def build_datasets(config: DataConfig, seed: int = 0) -> Datasets:
     if "val" in source.splits:
         val_decoded = _decoded(source, "val", image_size, config, fingerprint, deterministic=True)
         val = eval_pipeline(val_decoded, config, k, size=stable_size(val_decoded, config, len(source.splits["val"])))
-        val = without_autotune_thread(val)
+        val = without_autotune_thread(val) if config.cache != "none" else val
     if "test" in source.splits:
         test = eval_pipeline(_decoded(source, "test", image_size, config, fingerprint, deterministic=True), config, k)
-        test = without_autotune_thread(test)
+        test = without_autotune_thread(test) if config.cache != "none" else test
     return Datasets(
         train=stream.one_epoch(),
         val=val,
@@ -235,7 +236,7 @@ def _validation_kind(source: Source, config: DataConfig, seed: int) -> str:
 
 
 def without_autotune_thread(dataset):
-    """``dataset`` without tf.data's autotune thread: for the val/test splits read every epoch.
+    """``dataset`` without tf.data's autotune thread: for the cached val/test splits read every epoch.
 
     tf.data starts a performance-model thread for each iterator of a pipeline with autotune
     on (TensorFlow's default), which wakes at doubling intervals (10 ms up to 60 s) to
@@ -246,10 +247,10 @@ def without_autotune_thread(dataset):
     thread, 0.01 s at most (BENCHMARKS.md, "tf.data's autotune thread"). Keras makes a new
     iterator of the validation split every epoch. ``AUTOTUNE`` settings still work without
     the thread: parallel maps run ``min(16, CPU cores)`` calls and ``prefetch`` keeps its
-    own buffer tuner. The training stream (one iterator for the whole run) and the
-    un-cached splits of `evaluation_dataset` keep TensorFlow's default: there the teardown
-    was not seen to wait, and the un-cached evaluation without the thread was slower in 2
-    of 6 rounds (16.4 and 24.0 s against 10.4-11.7 s).
+    own buffer tuner. The training stream (one iterator for the whole run) and splits
+    decoded on every pass (``data.cache: none``, `evaluation_dataset`) keep TensorFlow's
+    default: there the teardown was not seen to wait, and the un-cached evaluation
+    without the thread was slower in 2 of 6 rounds (16.4 and 24.0 s against 10.4-11.7 s).
 
     Args:
         dataset: A ``tf.data.Dataset``.

@@ -310,11 +310,10 @@ def test_decoded_images_are_cached_once_for_all_epochs(tmp_path, cache):
     assert len(_all(data.train)[0]) == 12
 
 
-
 def test_val_and_test_splits_run_without_the_tfdata_autotune_thread(folder):
     # Deleting an iterator joins tf.data's autotune thread, which under load waited for its next
     # wake-up (seconds), and Keras makes a new validation iterator every epoch: BENCHMARKS.md,
-    # "tf.data's autotune thread". The training stream and evaluate's un-cached splits keep
+    # "tf.data's autotune thread". The training stream and splits decoded on every pass keep
     # TensorFlow's default, as measured there.
     from keras_resnet.data.inference import evaluation_dataset
 
@@ -328,5 +327,7 @@ def test_val_and_test_splits_run_without_the_tfdata_autotune_thread(folder):
         "train_from_epoch": data.train_from_epoch(0),
         "evaluation_dataset": evaluation_dataset(_config(folder), "test", (8, 8)).dataset,
     }
+    uncached = build_datasets(_config(folder, validation_fraction=1 / 3, cache="none"), seed=0)
+    default.update(val_uncached=uncached.val, test_uncached=uncached.test)
     for name, ds in default.items():
         assert ds.options().autotune.enabled is not False, name
