@@ -9,7 +9,9 @@ modes take turns within a repeat, so slow drift of a shared machine hits them al
     in-memory uint8 images. With the TensorFlow backend the input is
     ``tf.data.Dataset.from_tensor_slices((x, y)).batch(B).cache().prefetch(AUTOTUNE)``; with
     ``--backend jax`` (or ``torch``, Keras' torch backend) plain numpy arrays (``--bare-input``
-    chooses). Runs on the Keras backend ``--backend`` (default: ``$KERAS_BACKEND`` or tensorflow).
+    chooses; ``tfdata_no_autotune`` is the tf.data input without tf.data's autotune thread, whose
+    join when Keras deletes each epoch's iterator can wait up to 60 s: BENCHMARKS.md, "tf.data's
+    autotune thread"). Runs on the Keras backend ``--backend`` (default: ``$KERAS_BACKEND`` or tensorflow).
     As in ``torch``: batches in a fixed order (the data are random anyway), no weight decay, constant
     learning rate.
 ``kresnet`` (TensorFlow backend only)
@@ -133,8 +135,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", default="bare,kresnet", help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("KERAS_BACKEND") or "tensorflow",
                         help="Keras backend of mode bare (default: $KERAS_BACKEND or tensorflow); kresnet needs tensorflow")
-    parser.add_argument("--bare-input", choices=("auto", "tfdata", "numpy"), default="auto",
-                        help="bare mode's input: auto = tf.data on the TensorFlow backend, numpy arrays otherwise")
+    parser.add_argument("--bare-input", choices=("auto", "tfdata", "tfdata_no_autotune", "numpy"), default="auto",
+                        help="bare mode's input: auto = tf.data on the TensorFlow backend, numpy arrays otherwise; "
+                             "tfdata_no_autotune = tf.data with autotune.enabled=False")
     parser.add_argument("--kresnet-augment", choices=("none", "recipe"), default="none",
                         help="kresnet mode: no augmentation (as bare) or the recipe's pad-4 crop + flip")
     parser.add_argument("--torch-python", default=None, help="interpreter for the torch mode (default: this one)")
@@ -172,8 +175,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if "torch" in args.mode_list and cifar_depth(args.model) is None:
         parser.error(f"mode torch implements the CIFAR option-A ResNets (resnet20, resnet32, resnet44, resnet56, resnet110). "
                      f"Received: --model {args.model}")
-    if args.bare_input == "tfdata" and args.backend != "tensorflow" and "bare" in args.mode_list:
-        parser.error(f"--bare-input tfdata is for the tensorflow backend. Received: --backend {args.backend}")
+    if args.bare_input.startswith("tfdata") and args.backend != "tensorflow" and "bare" in args.mode_list:
+        parser.error(f"--bare-input {args.bare_input} is for the tensorflow backend. Received: --backend {args.backend}")
     return args
 
 
@@ -328,6 +331,27 @@ def quiet_tensorflow() -> None:
         import_tensorflow_quietly()
 
 
+def bare_dataset(images, labels, batch_size: int, autotune: bool = True):
+    """The plain script's tf.data input: in-memory tensors, batched, cached, prefetched.
+
+    Args:
+        images, labels: The synthetic arrays.
+        batch_size: Images per batch.
+        autotune: False sets ``autotune.enabled = False`` (no autotune thread per iterator).
+
+    Returns:
+        A finite ``tf.data.Dataset``: Keras makes a new iterator of it every epoch.
+    """
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    if not autotune:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        data = data.with_options(options)
+    return data
+
+
 def run_bare(args) -> dict:
     # A plain Keras script gets TensorFlow's own choice of CPU kernels; quiet_tensorflow would
     # otherwise turn oneDNN on, as the kresnet command does (keras_resnet.cpu_kernels).
@@ -362,10 +386,8 @@ def run_bare(args) -> dict:
     clock = epoch_clock(EpochGate(parse_gate_fds(args.gate_fds)))
     epochs = args.warmup_epochs + args.epochs
     source = args.bare_input if args.bare_input != "auto" else ("tfdata" if backend == "tensorflow" else "numpy")
-    if source == "tfdata":
-        import tensorflow as tf
-
-        data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(args.batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    if source.startswith("tfdata"):
+        data = bare_dataset(images, labels, args.batch_size, autotune=source == "tfdata")
         model.fit(data, epochs=epochs, shuffle=False, callbacks=[clock], verbose=0)
     else:
         model.fit(images, labels, batch_size=args.batch_size, epochs=epochs, shuffle=False, callbacks=[clock], verbose=0)

@@ -117,3 +117,18 @@ def test_interleave_flag_and_gate_fds_reach_the_worker(bench):
     assert command[command.index("--gate-fds") + 1] == "7,9"
     assert bench.parse_gate_fds("7,9") == (7, 9) and bench.parse_gate_fds(None) is None
     assert "--gate-fds" not in bench.worker_command(args, "torch", 1, Path("r.json"), Path("images"))
+
+
+def test_bare_tfdata_input_with_and_without_the_autotune_thread(bench):
+    import numpy as np
+
+    images, labels = np.zeros((6, 4, 4, 3), "uint8"), np.zeros(6, "int64")
+    assert bench.bare_dataset(images, labels, 4).options().autotune.enabled is not False
+    plain = bench.bare_dataset(images, labels, 4, autotune=False)
+    assert plain.options().autotune.enabled is False
+    assert [len(b[0]) for b in plain] == [4, 2]
+    args = bench.parse_args(["--modes", "bare,torch", "--bare-input", "tfdata_no_autotune"])
+    command = bench.worker_command(args, "bare", 1, Path("r.json"), Path("images"))
+    assert command[command.index("--bare-input") + 1] == "tfdata_no_autotune"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--modes", "bare", "--bare-input", "tfdata_no_autotune", "--backend", "jax"])
