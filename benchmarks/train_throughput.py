@@ -344,12 +344,10 @@ def bare_dataset(images, labels, batch_size: int, autotune: bool = True):
     """
     import tensorflow as tf
 
+    from keras_resnet.data.pipeline import without_autotune_thread
+
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
-    if not autotune:
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        data = data.with_options(options)
-    return data
+    return data if autotune else without_autotune_thread(data)
 
 
 def run_bare(args) -> dict:
