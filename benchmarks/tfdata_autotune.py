@@ -82,6 +82,31 @@ def with_autotune(dataset, enabled: bool):
     return dataset.with_options(options)
 
 
+def evaluation_split(args):
+    """The split to evaluate, built by kresnet's own functions; ``(dataset, class_names, size, name)``.
+
+    ``--cache memory``: `build_datasets`' val/test split (``normalization: unit``, so the train
+    split is only listed, never decoded); ``--cache none``: `evaluation_dataset`'s.
+    """
+    from keras_resnet.data.inference import evaluation_dataset
+    from keras_resnet.data.options import DataConfig
+    from keras_resnet.data.pipeline import build_datasets
+    from keras_resnet.models.specs import get_spec
+
+    image_size = get_spec(args.model).default_input_shape[:2]
+    if args.cache == "none":
+        config = DataConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size)
+        data = evaluation_dataset(config, args.split, image_size)
+        return data.dataset, data.class_names, data.size, data.name
+    config = DataConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, cache="memory",
+                        normalization="unit", image_size=int(image_size[0]))
+    data = build_datasets(config, seed=0)
+    split = {"test": data.test, "val": data.val}.get(args.split)
+    if split is None:
+        raise SystemExit(f"--split must be test or val (with a validation split). Received: --split {args.split}")
+    return split, data.class_names, data.split_sizes[args.split], data.fingerprint["name"]
+
+
 def timed_evaluate(model, dataset) -> dict:
     """Evaluate once; returns ``{"seconds", "teardown_seconds", "batches"}``.
 
@@ -139,26 +164,14 @@ def main(argv=None) -> dict:
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    from keras_resnet.data.decode import resolve
-    from keras_resnet.data.inference import eval_pipeline, evaluation_dataset
-    from keras_resnet.data.options import DataConfig
-    from keras_resnet.data.pipeline import _decoded
     from keras_resnet.models.resnet import build_resnet
-    from keras_resnet.models.specs import get_spec
 
-    config = DataConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size)
-    size = get_spec(args.model).default_input_shape[:2]
-    data = evaluation_dataset(config, args.split, size)
-    if args.cache == "memory":
-        config = DataConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, cache="memory")
-        decoded = _decoded(resolve(config, 0), args.split, size, config, fingerprint={})
-        data.dataset = eval_pipeline(decoded, config, len(data.class_names), size=data.size)
-    model = build_resnet(args.model, num_classes=len(data.class_names), include_preprocessing=True)
+    dataset, class_names, size, name = evaluation_split(args)
+    model = build_resnet(args.model, num_classes=len(class_names), include_preprocessing=True)
     model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
-    datasets = {"autotune_off": with_autotune(data.dataset, False), "autotune_on": with_autotune(data.dataset, True)}
-    print(f"{data.name} {args.split}: {data.size} images, cache {args.cache}, batch {args.batch_size}, {args.model}; "
-          f"TensorFlow {tf.__version__}",
-          flush=True)
+    datasets = {"autotune_off": with_autotune(dataset, False), "autotune_on": with_autotune(dataset, True)}
+    print(f"{name} {args.split}: {size} images, cache {args.cache}, batch {args.batch_size}, {args.model}; "
+          f"TensorFlow {tf.__version__}", flush=True)
     timed_evaluate(model, datasets["autotune_off"])  # warm-up: tracing, file cache
     rounds = []
     for index in range(args.rounds):
