@@ -59,6 +59,7 @@ from train_throughput import (  # noqa: E402
 )
 
 FRAMEWORKS = ("tensorflow", "torch")
+KINDS = ("conv", "bn_relu", "step")
 NUM_CLASSES = 10
 BN_EPSILON, BN_MOMENTUM = 1e-5, 0.9  # kresnet's CIFAR nets: Keras momentum 0.9 = PyTorch momentum 0.1
 
@@ -85,8 +86,9 @@ class Item:
         return f"conv {self.hw}x{self.hw} {self.cin}->{self.cout}{stride}" + (" (stem)" if self.stem else "")
 
 
-def items_for(depth: int) -> list[Item]:
-    """The distinct layers of the CIFAR ResNet of ``depth`` = 6n+2, each with its count, then the whole step.
+def items_for(depth: int, kinds=KINDS) -> list[Item]:
+    """The distinct layers of the CIFAR ResNet of ``depth`` = 6n+2, each with its count, then the whole step
+    (only the items of ``kinds``).
 
     ResNet-20 (n=3): 19 convolutions (the stem and two per block) and 19 BatchNorm+ReLU pairs
     (the block's second ReLU comes after the residual add; it is counted with its BatchNorm).
@@ -98,7 +100,7 @@ def items_for(depth: int) -> list[Item]:
         items += [Item("conv", hw, cin, cout, 2, 1), Item("conv", hw // 2, cout, cout, 1, 2 * n - 1),
                   Item("bn_relu", hw // 2, cout, cout, 1, 2 * n)]
     items.append(Item("step", 32, 3, NUM_CLASSES, 1, 1))  # the whole net: RGB in, NUM_CLASSES out
-    return items
+    return [item for item in items if item.kind in kinds]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -107,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=10, help="runs of an item per turn (default 10)")
     parser.add_argument("--rounds", type=int, default=6, help="turns per item and framework (default 6)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="items to time, a comma list of conv, bn_relu, step (default all; 'step' alone compares whole steps)")
     parser.add_argument("--torch-python", help="a Python with torch and numpy for the PyTorch process (default: this one)")
     parser.add_argument("--json", dest="out", help="write the rounds and the summary here")
     parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -114,6 +118,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if cifar_depth(args.model) is None:
         parser.error(f"--model must be a CIFAR ResNet (resnet20, resnet32, resnet44, resnet56, resnet110); received {args.model!r}")
+    args.kind_list = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    unknown = sorted(set(args.kind_list) - set(KINDS))
+    if unknown or not args.kind_list:
+        parser.error(f"--kinds takes a comma list of {', '.join(KINDS)}; received {args.kinds!r}")
     if min(args.batch_size, args.iterations, args.rounds) < 1:
         parser.error("--batch-size, --iterations and --rounds must be at least 1")
     return args
@@ -247,7 +255,7 @@ def run_worker(args) -> None:
         make = torch_runner
     else:
         make = tensorflow_runner
-    items = items_for(depth)
+    items = items_for(depth, args.kind_list)
     runners = [make(item, args.batch_size, depth) for item in items]
     for run in runners:
         run()
@@ -268,7 +276,7 @@ def worker_command(args, framework: str, fds) -> list[str]:
     python = args.torch_python if framework == "torch" and args.torch_python else sys.executable
     return [python, str(Path(__file__).resolve()), "--worker", framework, "--gate-fds", f"{fds[0]},{fds[1]}",
             "--model", args.model, "--batch-size", str(args.batch_size), "--iterations", str(args.iterations),
-            "--rounds", str(args.rounds)]
+            "--rounds", str(args.rounds), "--kinds", args.kinds]
 
 
 def summarise(rounds: list[list[list]], items: list[Item], iterations: int) -> dict:
@@ -286,12 +294,17 @@ def summarise(rounds: list[list[list]], items: list[Item], iterations: int) -> d
                          "ms": {fw: statistics.median(values) for fw, values in ms.items()},
                          "ratio_tf_over_torch": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}})
     per_step = {}
+    kinds = {row["kind"] for row in per_item}
     for fw in FRAMEWORKS:
-        totals = {kind: sum(row["ms"][fw] * row["count"] for row in per_item if row["kind"] == kind) for kind in ("conv", "bn_relu")}
-        step = next(row["ms"][fw] for row in per_item if row["kind"] == "step")
-        per_step[fw] = {**totals, "step": step, "rest": step - sum(totals.values())}
+        totals = {kind: sum(row["ms"][fw] * row["count"] for row in per_item if row["kind"] == kind)
+                  for kind in ("conv", "bn_relu") if kind in kinds}
+        if "step" in kinds:
+            totals["step"] = next(row["ms"][fw] for row in per_item if row["kind"] == "step")
+            if {"conv", "bn_relu"} <= kinds:
+                totals["rest"] = totals["step"] - totals["conv"] - totals["bn_relu"]
+        per_step[fw] = totals
     per_step["ratio_tf_over_torch"] = {key: per_step["tensorflow"][key] / per_step["torch"][key]
-                                       for key in ("conv", "bn_relu", "step", "rest") if per_step["torch"][key] > 0}
+                                       for key in per_step["torch"] if per_step["torch"][key] > 0}
     return {"items": per_item, "per_step_ms": per_step}
 
 
@@ -304,14 +317,14 @@ def print_summary(summary: dict, args) -> None:
               f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})")
     step = summary["per_step_ms"]
     print("\nper training step, ms (layer medians x count; rest = step - layers):")
-    for key in ("conv", "bn_relu", "rest", "step"):
+    for key in [k for k in ("conv", "bn_relu", "rest", "step") if k in step["torch"]]:
         ratio = step["ratio_tf_over_torch"].get(key)
         print(f"  {key:8s} TensorFlow {step['tensorflow'][key]:8.1f}  PyTorch {step['torch'][key]:8.1f}"
               + (f"  TF/PyTorch {ratio:.3f}" if ratio is not None else ""))
 
 
 def orchestrate(args) -> dict:
-    items = items_for(cifar_depth(args.model))
+    items = items_for(cifar_depth(args.model), args.kind_list)
     machine = machine_info()
     workers = []
     try:
@@ -331,7 +344,7 @@ def orchestrate(args) -> dict:
         for worker in workers:
             worker.close()
     summary = summarise(rounds, items, args.iterations)
-    result = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "gate_fds", "out")},
+    result = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "gate_fds", "out", "kind_list")},
               "machine": machine, "versions": versions(), "seconds": time.time() - started,
               "rounds": rounds, **summary}
     print_summary(summary, args)

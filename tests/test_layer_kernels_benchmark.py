@@ -75,3 +75,14 @@ def test_rejects_a_model_that_is_not_a_cifar_resnet(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--model", "resnet50"])
     assert "CIFAR ResNet" in capsys.readouterr().err
+
+
+def test_kinds_choose_the_items_and_the_summary_keeps_to_them(bench, capsys):
+    args = bench.parse_args(["--kinds", "step"])
+    assert [item.kind for item in bench.items_for(20, args.kind_list)] == ["step"]
+    summary = bench.summarise([[["tensorflow", 4.0], ["torch", 5.0]]], bench.items_for(20, ["step"]), iterations=10)
+    assert summary["per_step_ms"]["tensorflow"] == {"step": 400.0}
+    assert summary["per_step_ms"]["ratio_tf_over_torch"] == pytest.approx({"step": 0.8})
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--kinds", "conv,pool"])
+    assert "--kinds" in capsys.readouterr().err
