@@ -36,11 +36,9 @@ is not a kresnet dependency: ``--torch-python`` names an interpreter that has to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -349,11 +347,11 @@ def orchestrate(args) -> dict:
               "rounds": rounds, **summary}
     print_summary(summary, args)
     if args.out:
+        from keras_resnet.files import atomic_write_json
+
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(result, handle, indent=1)
-        os.replace(handle.name, path)
+        atomic_write_json(path, result)
         print(f"wrote {path}")
     return result
 
