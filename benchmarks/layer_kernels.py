@@ -158,20 +158,25 @@ def tensorflow_runner(item: Item, batch: int, depth: int):
             return y, tape.gradient(y, sources, output_gradients=dy)
 
         return conv
-    scale, offset = tf.Variable(tf.ones([item.cin])), tf.Variable(tf.zeros([item.cin]))
-    moving_mean, moving_variance = tf.Variable(tf.zeros([item.cin])), tf.Variable(tf.ones([item.cin]))
+    # kresnet's own path: a Keras BatchNormalization (momentum and epsilon of its CIFAR nets) run
+    # through keras_resnet.compat.fuse_batch_norm, then Keras' ReLU.
+    import keras
+
+    from keras_resnet.compat import fuse_batch_norm
+
+    inputs = keras.Input((item.hw, item.hw, item.cin))
+    norm = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+    layer = keras.Model(inputs, keras.layers.ReLU()(norm(inputs)))
+    if fuse_batch_norm(layer) != 1:
+        raise SystemExit("layer_kernels: fuse_batch_norm did not take the BatchNormalization layer")
     dz = tf.constant(rng.standard_normal(x.shape, dtype="float32"))
-    count = float(batch * item.hw * item.hw)
 
     @tf.function
-    def bn_relu():  # keras_resnet.compat's fused training branch, then ReLU
+    def bn_relu():
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=BN_EPSILON, data_format="NHWC", is_training=True)
-            z = tf.nn.relu(y)
-        moving_mean.assign(moving_mean * BN_MOMENTUM + mean * (1.0 - BN_MOMENTUM))
-        moving_variance.assign(moving_variance * BN_MOMENTUM + unbiased * ((count - 1.0) / count) * (1.0 - BN_MOMENTUM))
-        return z, tape.gradient(z, [x, scale, offset], output_gradients=dz)
+            z = layer(x, training=True)
+        return z, tape.gradient(z, [x, norm.gamma, norm.beta], output_gradients=dz)
 
     return bn_relu
 

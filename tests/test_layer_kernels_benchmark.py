@@ -43,6 +43,10 @@ def test_tensorflow_layers_give_the_gradients_training_needs(bench):
     z, (dx, dscale, doffset) = bench.tensorflow_runner(bench.Item("bn_relu", 4, 3, 3, 1, 1), 2, 20)()
     assert float(z.numpy().min()) == 0.0  # ReLU after a zero-mean normalisation
     assert tuple(dx.shape) == (2, 4, 4, 3) and tuple(dscale.shape) == tuple(doffset.shape) == (3,)
+    # Training mode normalises with the batch statistics, whose gradient sums to zero per channel
+    # (with the moving statistics, as in inference, it would not).
+    per_channel = dx.numpy().sum(axis=(0, 1, 2))
+    assert abs(per_channel).max() < 1e-4 * abs(dx.numpy()).sum()
 
 
 def test_worker_runs_every_item_without_gates(bench):
