@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -247,6 +248,9 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+EPOCH_SECONDS = "epoch_seconds"  # history.csv column: wall time of the epoch
+
+
 def read_history(path) -> list[dict]:
     """Rows of a ``history.csv`` as dicts of strings ([] when the file is missing)."""
     path = Path(path)
@@ -256,12 +260,30 @@ def read_history(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def history_seconds(rows: list[dict]) -> float | None:
+    """The summed ``epoch_seconds`` of ``history.csv`` rows: a run's training time across resumes.
+
+    Args:
+        rows: ``history.csv`` rows (`read_history`).
+
+    Returns:
+        Seconds, or None when there are no rows or a row lacks the column (a run
+        directory written before `HistoryCSV` recorded it).
+    """
+    try:
+        return sum(float(r[EPOCH_SECONDS]) for r in rows) if rows else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class HistoryCSV(keras.callbacks.Callback):
     """``history.csv``: one row per epoch, ``epoch`` (1-based) first, appended across resumes.
 
     Unlike ``keras.callbacks.CSVLogger`` the file is rewritten atomically each epoch
     and rows of epochs being re-run after a resume are replaced, so every epoch
-    appears exactly once.
+    appears exactly once. Each row also holds ``epoch_seconds``, the wall time of
+    the epoch (training and validation), so a run's training time can be summed
+    across resumes (`history_seconds`).
 
     Args:
         path: The CSV file.
@@ -273,11 +295,18 @@ class HistoryCSV(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.staged = staged
+        self._epoch_started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in read_history(self.path) if int(r["epoch"]) < epoch + 1]
         row = {"epoch": epoch + 1}
         row.update({k: _plain(v) for k, v in (logs or {}).items()})
+        if self._epoch_started is not None:
+            row[EPOCH_SECONDS] = round(time.perf_counter() - self._epoch_started, 3)
+            self._epoch_started = None
         rows.append(row)
         fields = ["epoch"]
         for r in rows:

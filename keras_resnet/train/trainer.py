@@ -462,6 +462,10 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
 def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print) -> dict | None:
     """Save the final model, plot the curves, evaluate ``model.keras`` and write ``metrics.json``.
 
+    ``train_seconds`` in ``metrics.json`` is the summed wall time of the epochs in
+    ``history.csv``, every session of a resumed run included (``seconds``, this
+    call's, only for a run directory whose history lacks epoch times).
+
     With ``training.tta`` other than ``none`` the evaluation also reports that
     test-time augmentation, beside the plain figures (a ``"tta"`` section in
     ``metrics.json`` and a line of the report; `keras_resnet.train.evaluate.evaluate_model`).
@@ -473,7 +477,7 @@ def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print
     import keras
 
     from keras_resnet.plots import CURVES_FILE, plot_history
-    from keras_resnet.train.callbacks import inference_view, read_history
+    from keras_resnet.train.callbacks import history_seconds, inference_view, read_history
     from keras_resnet.train.evaluate import evaluate_model, format_report, write_evaluation
 
     metadata = {"labels": list(datasets.class_names), "preprocessing": datasets.preprocessing}
@@ -481,6 +485,8 @@ def finish_run(run_dir: Path, model, datasets, config, seconds: float, log=print
     history = read_history(run_dir / runs.HISTORY_FILE)
     if history:
         plot_history(history, run_dir / CURVES_FILE)
+    summed = history_seconds(history)
+    seconds = summed if summed is not None else seconds
     split = config.training.evaluate_split
     dataset = {"test": datasets.test, "val": datasets.val}.get(split)
     if dataset is None and split == "test" and datasets.val is not None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import runs
-from keras_resnet.train.callbacks import HistoryCSV, ModelCheckpoints, read_history
+from keras_resnet.train.callbacks import HistoryCSV, ModelCheckpoints, history_seconds, read_history
 
 
 def tiny_model(value):
@@ -24,6 +24,24 @@ def test_history_rows_replaced_when_an_epoch_is_rerun(tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert rows[2]["loss"] == "9.0" and rows[2]["val_loss"] == "1.0" and rows[0]["val_loss"] == ""
     assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,")
+
+
+def test_history_records_each_epochs_seconds_and_sums_them_across_a_resume(tmp_path, monkeypatch):
+    clock = iter([10.0, 12.5, 12.5, 16.0, 100.0, 101.25])
+    monkeypatch.setattr("keras_resnet.train.callbacks.time.perf_counter", lambda: next(clock))
+    first = HistoryCSV(tmp_path / "history.csv")
+    for epoch in (0, 1):
+        first.on_epoch_begin(epoch)
+        first.on_epoch_end(epoch, {"loss": 1.0})
+    resumed = HistoryCSV(tmp_path / "history.csv")  # a new process: epoch 2 re-run, its earlier row replaced
+    resumed.on_epoch_begin(1)
+    resumed.on_epoch_end(1, {"loss": 0.5})
+    rows = read_history(tmp_path / "history.csv")
+    assert [(r["epoch"], r["epoch_seconds"]) for r in rows] == [("1", "2.5"), ("2", "1.25")]
+    assert history_seconds(rows) == 3.75
+    assert history_seconds([]) is None
+    assert history_seconds([{"epoch": "1", "loss": "1.0"}]) is None  # written before the column existed
+    assert history_seconds(rows + [{"epoch": "3", "epoch_seconds": ""}]) is None
 
 
 def test_best_checkpoint_tracks_monitor_and_recovers_best_from_history(tmp_path):

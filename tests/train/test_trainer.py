@@ -14,7 +14,7 @@ import pytest
 from synthetic import interrupt_at, make_datasets, tiny_config, write_image_folder
 
 from keras_resnet import runs
-from keras_resnet.train.callbacks import TrainingDivergedError, read_history
+from keras_resnet.train.callbacks import TrainingDivergedError, history_seconds, read_history
 from keras_resnet.train.config import load_config
 from keras_resnet.train.trainer import RunFinishedError, train
 
@@ -37,6 +37,8 @@ def test_two_epoch_run_leaves_complete_run_dir(tmp_path):
     assert list(history[0])[0] == "epoch" and {"loss", "val_accuracy", "learning_rate"} <= set(history[0])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["num_examples"] == 9
+    assert all(float(r["epoch_seconds"]) > 0 for r in history)
+    assert metrics["train_seconds"] == round(history_seconds(history), 1)
     # metrics.json scores the saved model.keras on the test split: recompute it here, independently
     batches = list(make_datasets().test.as_numpy_iterator())
     images = np.concatenate([b[0] for b in batches])
@@ -62,11 +64,16 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
     config = tiny_config(tmp_path / "resumed", epochs=3, deterministic=True)
     with pytest.raises(KeyboardInterrupt):
         train(config, datasets=make_datasets(), callbacks=[interrupt_at(1)], log=quiet)
-    assert [int(r["epoch"]) for r in read_history(tmp_path / "resumed" / "history.csv")] == [1]
+    before = read_history(tmp_path / "resumed" / "history.csv")
+    assert [int(r["epoch"]) for r in before] == [1]
     lines = []
     resumed = train(config, datasets=make_datasets(), log=lines.append)
     assert any("resuming after epoch 1" in line for line in lines)
-    assert [int(r["epoch"]) for r in read_history(resumed / "history.csv")] == [1, 2, 3]
+    history = read_history(resumed / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]
+    # the training time counts the interrupted session's epoch too
+    assert history[0]["epoch_seconds"] == before[0]["epoch_seconds"]
+    assert json.loads((resumed / "metrics.json").read_text())["train_seconds"] == round(history_seconds(history), 1)
     for a, b in zip(weights_of(full / "model.keras"), weights_of(resumed / "model.keras")):
         np.testing.assert_array_equal(a, b)
 
