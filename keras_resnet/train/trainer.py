@@ -14,9 +14,11 @@ directory is not trained again.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from keras_resnet import runs
@@ -60,6 +62,26 @@ def _epoch_stream(datasets, config, steps: int, log=print):
             "epoch-keyed data stream is off: a resumed run will not see exactly the batches of an uninterrupted one.")
         return None
     return lambda start_epoch: from_epoch(start_epoch, steps)
+
+
+@contextlib.contextmanager
+def _unwarned_validation_end(val_ds, train_sized: bool):
+    """Keep Keras from warning that training is interrupted when a validation split of unknown size ends.
+
+    Keras 3 says "Your input ran out of data; interrupting training" whenever a
+    dataset of unknown cardinality runs out, so every validation pass over such a
+    split (``data.cache: none`` with ``on_bad_image: skip``, whose size is not
+    counted up front) printed it, though nothing is interrupted. Only when
+    training reads the epoch-keyed stream (``train_sized``), whose size is
+    asserted and which cannot run short, so the silenced warning can only be
+    validation's.
+    """
+    if val_ds is None or not train_sized or int(val_ds.cardinality()) >= 0:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        yield
 
 
 def build_model(model_config, num_classes: int, image_size, new_head: bool = False, preprocessing: dict | None = None):
@@ -438,16 +460,17 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
             train_ds = distribute_dataset_options(epoch_stream(max(done, phase.initial_epoch)), config.training.strategy)
         try:
-            model.fit(
-                train_ds,
-                steps_per_epoch=steps if epoch_stream is not None else None,
-                validation_data=val_ds,
-                epochs=phase.end_epoch,
-                initial_epoch=phase.initial_epoch,
-                callbacks=phase_callbacks,
-                verbose=verbose,
-                shuffle=False,  # the pipeline shuffles
-            )
+            with _unwarned_validation_end(val_ds, train_sized=epoch_stream is not None):
+                model.fit(
+                    train_ds,
+                    steps_per_epoch=steps if epoch_stream is not None else None,
+                    validation_data=val_ds,
+                    epochs=phase.end_epoch,
+                    initial_epoch=phase.initial_epoch,
+                    callbacks=phase_callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # the pipeline shuffles
+                )
         finally:
             staged.discard()  # an epoch end that failed midway (full disk, Ctrl-C) leaves the previous epoch's files
         if model.stop_training and phase is not phases[-1]:

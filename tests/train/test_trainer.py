@@ -192,6 +192,25 @@ def test_validation_fraction_zero_trains_on_every_image_and_says_what_it_monitor
     assert effective_monitor("val_loss", has_validation=False) == "loss"
 
 
+def test_a_validation_split_of_unknown_size_trains_every_epoch_without_an_interruption_warning(tmp_path):
+    """cache: none with on_bad_image: skip leaves the val split's size uncounted; Keras warned at each of its ends."""
+    import dataclasses
+    import warnings
+
+    from keras_resnet.data.pipeline import build_datasets
+
+    root = write_image_folder(tmp_path / "images")
+    base = tiny_config(tmp_path / "run", epochs=2, evaluate_split="none")
+    data = dataclasses.replace(base.data, dataset=None, data_dir=str(root), validation_fraction=0.25, cache="none")
+    assert int(build_datasets(data).val.cardinality()) < 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(dataclasses.replace(base, data=data), log=lambda *_: None)
+    assert not [str(w.message) for w in caught if "ran out of data" in str(w.message)]
+    history = read_history(run / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [1, 2] and all(r["val_accuracy"] for r in history)
+
+
 @pytest.mark.parametrize("zero_init", [True, False])
 def test_zero_init_residual_starts_the_branch_ends_at_zero_and_they_train(tmp_path, zero_init):
     import dataclasses
