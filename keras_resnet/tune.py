@@ -204,7 +204,7 @@ def _make_hypermodel(base_config, space, datasets_for):
     import keras_tuner
 
     from keras_resnet.train.finetune import plan_phases
-    from keras_resnet.train.trainer import build_model, compile_model, freeze_for_phase, prepare_model
+    from keras_resnet.train.trainer import build_model, compile_model, freeze_for_phase, prepare_model, unwarned_validation_end
 
     class ResNetHyperModel(keras_tuner.HyperModel):
         """Builds and fits one trial from the base config plus the trial's values."""
@@ -236,16 +236,17 @@ def _make_hypermodel(base_config, space, datasets_for):
             if datasets.val is None:
                 raise ValueError("Hyperparameter search needs a validation split (data.validation_fraction > 0).")
             train = datasets.train.repeat().take(steps * config.training.epochs)
-            return model.fit(
-                train,
-                validation_data=datasets.val,
-                epochs=kwargs.get("epochs", config.training.epochs),
-                initial_epoch=kwargs.get("initial_epoch", 0),
-                steps_per_epoch=steps,
-                callbacks=kwargs.get("callbacks"),
-                verbose=kwargs.get("verbose", 0),
-                shuffle=False,  # the pipeline shuffles
-            )
+            with unwarned_validation_end(datasets.val, train_sized=True):  # the take() holds every step asked for
+                return model.fit(
+                    train,
+                    validation_data=datasets.val,
+                    epochs=kwargs.get("epochs", config.training.epochs),
+                    initial_epoch=kwargs.get("initial_epoch", 0),
+                    steps_per_epoch=steps,
+                    callbacks=kwargs.get("callbacks"),
+                    verbose=kwargs.get("verbose", 0),
+                    shuffle=False,  # the pipeline shuffles
+                )
 
     return ResNetHyperModel()
 

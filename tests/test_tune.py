@@ -239,6 +239,23 @@ def test_a_recipe_without_holdout_is_searched_on_a_holdout_and_keeps_none(tmp_pa
     assert load_config(search / "best_config.yaml").data.validation_fraction == 0.0
 
 
+def test_trials_on_a_validation_split_of_unknown_size_train_without_an_interruption_warning(tmp_path):
+    """data.cache: none leaves the val split's size uncounted; Keras warned at each of its ends in every trial."""
+    import warnings
+
+    from synthetic import write_image_folder
+
+    root = write_image_folder(tmp_path / "images")
+    search = tmp_path / "search"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, tiny_tune_args(root, search, 0.25, "--max-trials", "1", "--set", "data.cache=none"))
+    assert result.exit_code == 0, result.output
+    assert not [str(w.message) for w in caught if "ran out of data" in str(w.message)]
+    rows = list(csv.DictReader((search / "tune_results.csv").open()))
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["score"]) <= 1.0
+
+
 def test_trials_build_their_model_as_the_trainer_does_stem_init_and_freezing(tmp_path):
     """A trial applies ``model.stem_init`` and ``finetune.freeze`` like `kresnet train` (not only the build)."""
     import dataclasses

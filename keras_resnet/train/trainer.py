@@ -65,16 +65,22 @@ def _epoch_stream(datasets, config, steps: int, log=print):
 
 
 @contextlib.contextmanager
-def _unwarned_validation_end(val_ds, train_sized: bool):
+def unwarned_validation_end(val_ds, train_sized: bool):
     """Keep Keras from warning that training is interrupted when a validation split of unknown size ends.
 
     Keras 3 says "Your input ran out of data; interrupting training" whenever a
     dataset of unknown cardinality runs out, so every validation pass over such a
     split (``data.cache: none`` with ``on_bad_image: skip``, whose size is not
-    counted up front) printed it, though nothing is interrupted. Only when
-    training reads the epoch-keyed stream (``train_sized``), whose size is
-    asserted and which cannot run short, so the silenced warning can only be
-    validation's.
+    counted up front) printed it, though nothing is interrupted. Wrap
+    ``model.fit`` in it; it silences that message only when the val split's size
+    is unknown and ``train_sized`` says the training input cannot run short, so
+    the silenced warning can only be validation's.
+
+    Args:
+        val_ds: The ``validation_data`` given to ``fit`` (or None).
+        train_sized: True when the training input holds at least the steps
+            ``fit`` asks for (the trainer's epoch-keyed stream, whose size is
+            asserted; `keras_resnet.tune`'s ``repeat().take(...)``).
     """
     if val_ds is None or not train_sized or int(val_ds.cardinality()) >= 0:
         yield
@@ -460,7 +466,7 @@ def train(config, datasets=None, callbacks=(), log=print) -> Path:
         if epoch_stream is not None:  # epoch e's batches depend on (seed, e) only: a resumed run sees the same data
             train_ds = distribute_dataset_options(epoch_stream(max(done, phase.initial_epoch)), config.training.strategy)
         try:
-            with _unwarned_validation_end(val_ds, train_sized=epoch_stream is not None):
+            with unwarned_validation_end(val_ds, train_sized=epoch_stream is not None):
                 model.fit(
                     train_ds,
                     steps_per_epoch=steps if epoch_stream is not None else None,
