@@ -28,6 +28,7 @@ from keras_resnet.config.data import (
     ClassBalance,
     CropMode,
     DataConfig,
+    FlipMode,
     NormalizationMode,
     validate_data_config,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "EvaluateSplit",
     "ExportFormat",
     "FinetuneConfig",
+    "FlipMode",
     "FreezePolicy",
     "ModelConfig",
     "Monitor",

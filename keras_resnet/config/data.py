@@ -24,6 +24,7 @@ NormalizationMode = Literal["dataset", "unit", "caffe", "tf", "torch"]
 ClassBalance = Literal["none", "weights", "oversample"]
 BadImagePolicy = Literal["skip", "error"]
 CropMode = Literal["auto", "pad", "resized", "none"]
+FlipMode = Literal["random", "alternate"]
 
 
 @dataclass
@@ -38,7 +39,11 @@ class AugmentConfig:
         pad: Pixels of padding on each side for "pad" cropping.
         resized_scale: (min, max) area fraction of the crop for "resized" cropping.
         resized_ratio: (min, max) aspect ratio of the crop for "resized" cropping.
-        horizontal_flip: Random left-right flips.
+        horizontal_flip: Left-right flips, as ``flip_mode`` says.
+        flip_mode: "random" = each image is mirrored with probability 0.5, drawn anew
+            every epoch; "alternate" = each image's mirroring is drawn at random once
+            and then switches every epoch, so every image is seen both ways in every
+            two consecutive epochs (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds").
         rotation: Random rotation as a fraction of a full turn (0.05 = +-18 degrees,
             keras.layers.RandomRotation's factor); 0 disables.
         zoom: Random zoom fraction (keras.layers.RandomZoom's factor); 0 disables.
@@ -55,6 +60,7 @@ class AugmentConfig:
     resized_scale: tuple[float, ...] = (0.08, 1.0)
     resized_ratio: tuple[float, ...] = (0.75, 1.3333)
     horizontal_flip: bool = True
+    flip_mode: FlipMode = "random"
     rotation: float = 0.0
     zoom: float = 0.0
     erasing: float = 0.0

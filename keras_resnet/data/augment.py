@@ -242,7 +242,9 @@ class BatchAugmenter:
         self.image_size = tuple(image_size)
         self.mode = crop_mode(aug, self.image_size)
         self.layers = []
-        if aug.enabled and aug.horizontal_flip:
+        # "alternate" flips are a function of the image and the epoch: the caller passes them in.
+        self.alternate_flips = aug.enabled and aug.horizontal_flip and aug.flip_mode == "alternate"
+        if aug.enabled and aug.horizontal_flip and not self.alternate_flips:
             self.layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 11))
         if aug.enabled and aug.rotation > 0:
             self.layers.append(keras.layers.RandomRotation(aug.rotation, fill_mode="reflect", seed=seed + 12))
@@ -257,7 +259,7 @@ class BatchAugmenter:
                 )
             )
 
-    def __call__(self, images, labels, weights, batch_seed):
+    def __call__(self, images, labels, weights, batch_seed, flips=None):
         """Augment one batch.
 
         Args:
@@ -265,9 +267,15 @@ class BatchAugmenter:
             labels: one-hot float ``[N, K]``.
             weights: float ``[N]`` or None.
             batch_seed: int64 ``[2]`` seed for this batch.
+            flips: bool ``[N]``, which images to mirror; required with
+                ``flip_mode="alternate"`` (`keras_resnet.data.stream.TrainStream` gives
+                them), ignored otherwise.
 
         Returns:
             ``(images [N, h, w, 3], labels, weights)``.
+
+        Raises:
+            ValueError: ``flip_mode="alternate"`` without ``flips``.
         """
         aug = self.aug
         seeds = tf.random.experimental.stateless_split(tf.cast(batch_seed, tf.int64), 4)
@@ -275,6 +283,13 @@ class BatchAugmenter:
             images = pad_and_random_crop(images, aug.pad, seeds[0])
         elif self.mode == "resized":
             images = random_resized_crop(images, self.image_size, aug.resized_scale, aug.resized_ratio, seeds[0])
+        if self.alternate_flips:
+            if flips is None:
+                raise ValueError(
+                    "augment.flip_mode='alternate' mirrors each image by its index and the epoch, so the "
+                    "caller must pass flips=[N] bools (TrainStream does). Received: flips=None"
+                )
+            images = tf.where(tf.reshape(flips, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
         batch_seed = tf.cast(batch_seed, tf.int64)
         for j, layer in enumerate(self.layers):
             layer_seed = tf.random.experimental.stateless_fold_in(batch_seed, tf.constant(LAYER_SEED_OFFSET + j, tf.int64))

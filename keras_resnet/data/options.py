@@ -11,6 +11,7 @@ from keras_resnet.config.data import (
     ClassBalance,
     CropMode,
     DataConfig,
+    FlipMode,
     NormalizationMode,
     validate_data_config,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ClassBalance",
     "CropMode",
     "DataConfig",
+    "FlipMode",
     "NormalizationMode",
     "validate_data_config",
 ]

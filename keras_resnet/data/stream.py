@@ -36,6 +36,8 @@ def class_weights(counts, num_classes: int) -> np.ndarray:
 
 # Fold-in salts separating the random streams derived from (seed, epoch).
 _SHUFFLE_SALT, _CLASS_CHOICE_SALT, _AUGMENT_SALT = 1, 2, 3
+# Salt of the per-image first-epoch flips of ``flip_mode="alternate"`` (drawn once per run).
+_FIRST_FLIP_SALT = 4
 # Graph-level seed pinned inside the per-epoch function, so tf.data's shuffle seeds
 # depend only on (seed, epoch), not on the process' global seed (tf.random.set_seed).
 _PINNED_GRAPH_SEED = 87654321
@@ -50,6 +52,11 @@ class TrainStream:
     earlier epochs or earlier iterators, so epoch ``e`` is identical whether a stream
     started at 0 or at ``e``, in this process or a new one. All epochs read the one
     cache of decoded images upstream (filled on the first complete pass).
+
+    With ``augment.flip_mode="alternate"`` image ``j`` (its position in ``base``) is
+    mirrored in epoch ``e`` when ``first_flips[j] XOR (e odd)``: ``first_flips`` is one
+    fair coin per image drawn from ``seed``, so each epoch mirrors about half the images
+    and every image is seen both ways in any two consecutive epochs.
 
     Each epoch yields exactly ``steps`` batches: ``steps_per_epoch`` =
     ``ceil(train size / batch_size)`` with a smaller last batch. (Should images that
@@ -88,6 +95,10 @@ class TrainStream:
         self.resize_needed = tuple(augment_lib.base_size(config.augment, image_size)) != tuple(image_size)
         self.image_size = tuple(image_size)
         self.exact_pixels = keeps_pixels_exact(config.augment, image_size)
+        self.first_flips = None
+        if self.augmenter is not None and self.augmenter.alternate_flips:
+            coins = np.random.default_rng([self.seed, _FIRST_FLIP_SALT]).random(self.size) < 0.5
+            self.first_flips = tf.constant(coins)
 
     def _key(self, epoch, salt: int):
         """Stateless seed ``[2]`` for one purpose (``salt``) in one epoch."""
@@ -104,20 +115,21 @@ class TrainStream:
         return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
 
     def _examples(self, epoch):
-        """Unbatched ``(image, label)`` of one epoch, in that epoch's order."""
+        """Unbatched ``(image, label, index in base)`` of one epoch, in that epoch's order."""
         import tensorflow as tf
 
         if not tf.executing_eagerly():  # traced inside flat_map: sets the seed of that function's graph only
             tf.compat.v1.random.set_random_seed(_PINNED_GRAPH_SEED)
+        indexed = self.base.enumerate().map(lambda j, example: (example[0], example[1], j))
         if self.config.class_balance != "oversample":
             seed = self._op_seed(self._key(epoch, _SHUFFLE_SALT))
-            return self.base.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
+            return indexed.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
         present = [c for c in range(self.k) if self.counts[c] > 0]
         streams = []
         for c in present:
             seed = self._op_seed(tf.random.experimental.stateless_fold_in(self._key(epoch, _SHUFFLE_SALT), tf.constant(c, tf.int64)))
             buffer = max(1, min(self.buffer, int(self.counts[c])))
-            stream = self.base.filter(lambda x, y, c=c: tf.equal(y, c))
+            stream = indexed.filter(lambda x, y, j, c=c: tf.equal(y, c))
             streams.append(stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat())
         choices = tf.random.stateless_categorical(
             tf.zeros([1, len(present)]), self.size, seed=self._key(epoch, _CLASS_CHOICE_SALT), dtype=tf.int64
@@ -125,24 +137,28 @@ class TrainStream:
         return tf.data.Dataset.choose_from_datasets(streams, tf.data.Dataset.from_tensor_slices(choices))
 
     def _epoch_batches(self, epoch, steps: int):
-        """``((images, labels), batch_seed)`` of one epoch: exactly ``steps`` raw batches."""
+        """``((images, labels, indices), batch_seed, epoch)`` of one epoch: exactly ``steps`` raw batches."""
         import tensorflow as tf
 
         batches = self._examples(epoch).batch(self.config.batch_size)
         # Top-up for in-graph decode failures; `take` never opens the second copy otherwise.
         batches = batches.concatenate(batches).take(steps)
         augment_key = self._key(epoch, _AUGMENT_SALT)
-        return batches.enumerate().map(lambda i, batch: (batch, tf.random.experimental.stateless_fold_in(augment_key, i)))
+        epoch = tf.cast(epoch, tf.int64)
+        return batches.enumerate().map(lambda i, batch: (batch, tf.random.experimental.stateless_fold_in(augment_key, i), epoch))
 
-    def _finish(self, batch, batch_seed):
+    def _finish(self, batch, batch_seed, epoch):
         """Augment and one-hot one raw batch (images stay un-normalised: the model normalises)."""
         import tensorflow as tf
 
-        images, y = batch
+        images, y, indices = batch
         onehot = tf.one_hot(y, self.k, dtype=tf.float32)
         weights = tf.gather(self.weight_table, y) if self.weight_table is not None else None
         if self.augmenter is not None:
-            images, onehot, weights = self.augmenter(tf.cast(images, tf.float32), onehot, weights, batch_seed)
+            flips = None
+            if self.first_flips is not None:
+                flips = tf.not_equal(tf.gather(self.first_flips, indices), tf.equal(epoch % 2, 1))
+            images, onehot, weights = self.augmenter(tf.cast(images, tf.float32), onehot, weights, batch_seed, flips)
         elif self.resize_needed:
             images = resize_for_eval(images, self.image_size)
         if self.exact_pixels and images.dtype != tf.uint8:
@@ -215,7 +231,9 @@ class TrainStream:
 
         The epoch key of each iteration is drawn from ``tf.data.Dataset.random(seed,
         rerandomize_each_iteration=True)``: reproducible for a seed, different every
-        iteration, but not tied to an epoch number (use `from_epoch` to resume).
+        iteration, but not tied to an epoch number (use `from_epoch` to resume). So
+        ``flip_mode="alternate"`` flips by the key's parity: each iteration mirrors
+        either the first-epoch half of the images or the other half, at random.
 
         Returns:
             ``tf.data.Dataset`` of ``steps_per_epoch`` batches.

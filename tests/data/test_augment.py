@@ -144,3 +144,22 @@ def test_batch_augmenter_is_a_pure_function_of_the_batch_seed():
     flips_only = BatchAugmenter(AugmentConfig(crop="none"), (8, 8), seed=0)  # only the Keras RandomFlip
     outputs = {flips_only(images, labels, None, tf.constant([s, 0], tf.int64))[0].numpy().tobytes() for s in range(4)}
     assert len(outputs) > 1  # other seeds, other flips
+
+
+def test_alternate_flip_mode_mirrors_exactly_the_images_it_is_given():
+    """flip_mode="alternate" replaces Keras' RandomFlip by the caller's per-image flips."""
+    aug = BatchAugmenter(AugmentConfig(crop="none", flip_mode="alternate", rotation=0.1), (8, 8), seed=0)
+    assert [type(layer).__name__ for layer in aug.layers] == ["RandomRotation"]
+    plain = BatchAugmenter(AugmentConfig(crop="none", flip_mode="alternate"), (8, 8), seed=0)
+    images = tf.random.stateless_uniform([4, 8, 8, 3], [0, 2], 0, 255)
+    labels = tf.one_hot([0, 1, 2, 0], 3)
+    flips = tf.constant([True, False, False, True])
+    for seed in range(3):  # the same flips whatever the batch seed
+        x, y, _ = plain(images, labels, None, tf.constant([seed, 0], tf.int64), flips)
+        np.testing.assert_array_equal(x.numpy()[[0, 3]], images.numpy()[[0, 3], :, ::-1])
+        np.testing.assert_array_equal(x.numpy()[[1, 2]], images.numpy()[[1, 2]])
+        np.testing.assert_array_equal(y.numpy(), labels.numpy())
+    with pytest.raises(ValueError, match="flip_mode='alternate'.*flips=None"):
+        plain(images, labels, None, SEED)
+    off = BatchAugmenter(AugmentConfig(crop="none", horizontal_flip=False, flip_mode="alternate"), (8, 8), seed=0)
+    np.testing.assert_array_equal(off(images, labels, None, SEED, flips)[0].numpy(), images.numpy())

@@ -21,6 +21,7 @@ def test_defaults_are_valid():
         ({"dataset": None, "data_dir": None}, "No data source"),
         ({"augment": AugmentConfig(erasing=2.0)}, "erasing=2.0"),
         ({"augment": AugmentConfig(resized_scale=(0.5,))}, "resized_scale"),
+        ({"augment": AugmentConfig(flip_mode="sometimes")}, "flip_mode='sometimes'"),
     ],
 )
 def test_bad_values_are_named(changes, match):

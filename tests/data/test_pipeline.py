@@ -262,6 +262,49 @@ def test_train_epoch_is_a_function_of_seed_and_epoch(tmp_path, class_balance):
         assert all(len(b) == 3 for b in from_zero)
 
 
+def _mirrored_by_image(augmented, plain, epoch):
+    """{image bytes: [mirrored?, ...]} of one epoch, against an unaugmented build of the same seed."""
+    steps = augmented.steps_per_epoch
+    batches = _batches(augmented.train_from_epoch(epoch), steps)
+    assert all(b[0].dtype == np.uint8 for b in batches)  # mirroring keeps pixels exact
+    x = np.concatenate([b[0] for b in batches])
+    reference = np.concatenate([b[0] for b in _batches(plain.train_from_epoch(epoch), steps)])
+    seen = {}
+    for image, original in zip(x, reference):
+        mirrored = np.array_equal(image, original[:, ::-1])
+        assert mirrored or np.array_equal(image, original)
+        seen.setdefault(original.tobytes(), []).append(mirrored)
+    return seen
+
+
+@pytest.mark.parametrize("class_balance", ["none", "oversample"])
+def test_alternate_flips_mirror_each_image_every_other_epoch(tmp_path, class_balance):
+    """flip_mode="alternate": one coin per image in epoch 0, then the opposite each epoch; resumable."""
+    import tensorflow as tf
+
+    root = _noise_folder(tmp_path / "ds", per_class=8)
+    alternate = AugmentConfig(crop="none", horizontal_flip=True, flip_mode="alternate")
+    config = _config(root, deterministic=True, augment=alternate, class_balance=class_balance, batch_size=8)
+    data = build_datasets(config, seed=3)
+    plain = build_datasets(config.replace(augment=NO_AUG), seed=3)  # the same order, unaugmented
+    epochs = [_mirrored_by_image(data, plain, epoch) for epoch in range(4)]
+    first = {}
+    for epoch, seen in enumerate(epochs):
+        for image, mirrored in seen.items():
+            assert len(set(mirrored)) == 1  # an image drawn twice in one epoch (oversample): mirrored alike
+            first.setdefault(image, mirrored[0] != (epoch % 2 == 1))
+            assert mirrored[0] == (first[image] != (epoch % 2 == 1)), epoch  # the other way every epoch
+    assert 0 < sum(first.values()) < len(first)  # one coin per image, not one for the epoch
+    # epoch 3 started directly in a "new process" (other global seed): the same batches
+    tf.random.set_seed(999)
+    again = build_datasets(config, seed=3)
+    steps = data.steps_per_epoch
+    _assert_same_batches(_batches(again.train_from_epoch(3), steps), _batches(data.train_from_epoch(3), steps))
+    # another run seed draws other coins
+    other = _mirrored_by_image(build_datasets(config, seed=4), build_datasets(config.replace(augment=NO_AUG), seed=4), 0)
+    assert any(other[image][0] != first[image] for image in other)
+
+
 def test_train_cardinality_and_steps(tmp_path):
     import tensorflow as tf
 
