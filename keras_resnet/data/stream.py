@@ -115,12 +115,12 @@ class TrainStream:
         return tf.random.stateless_uniform([], seed=key, minval=None, maxval=None, dtype=tf.int64)
 
     def _examples(self, epoch):
-        """Unbatched ``(image, label, index in base)`` of one epoch, in that epoch's order."""
+        """Unbatched ``(index in base, (image, label))`` of one epoch, in that epoch's order."""
         import tensorflow as tf
 
         if not tf.executing_eagerly():  # traced inside flat_map: sets the seed of that function's graph only
             tf.compat.v1.random.set_random_seed(_PINNED_GRAPH_SEED)
-        indexed = self.base.enumerate().map(lambda j, example: (example[0], example[1], j))
+        indexed = self.base.enumerate()
         if self.config.class_balance != "oversample":
             seed = self._op_seed(self._key(epoch, _SHUFFLE_SALT))
             return indexed.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
@@ -129,7 +129,7 @@ class TrainStream:
         for c in present:
             seed = self._op_seed(tf.random.experimental.stateless_fold_in(self._key(epoch, _SHUFFLE_SALT), tf.constant(c, tf.int64)))
             buffer = max(1, min(self.buffer, int(self.counts[c])))
-            stream = indexed.filter(lambda x, y, j, c=c: tf.equal(y, c))
+            stream = indexed.filter(lambda j, example, c=c: tf.equal(example[1], c))
             streams.append(stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat())
         choices = tf.random.stateless_categorical(
             tf.zeros([1, len(present)]), self.size, seed=self._key(epoch, _CLASS_CHOICE_SALT), dtype=tf.int64
@@ -137,7 +137,7 @@ class TrainStream:
         return tf.data.Dataset.choose_from_datasets(streams, tf.data.Dataset.from_tensor_slices(choices))
 
     def _epoch_batches(self, epoch, steps: int):
-        """``((images, labels, indices), batch_seed, epoch)`` of one epoch: exactly ``steps`` raw batches."""
+        """``((indices, (images, labels)), batch_seed, epoch)`` of one epoch: exactly ``steps`` raw batches."""
         import tensorflow as tf
 
         batches = self._examples(epoch).batch(self.config.batch_size)
@@ -151,7 +151,7 @@ class TrainStream:
         """Augment and one-hot one raw batch (images stay un-normalised: the model normalises)."""
         import tensorflow as tf
 
-        images, y, indices = batch
+        indices, (images, y) = batch
         onehot = tf.one_hot(y, self.k, dtype=tf.float32)
         weights = tf.gather(self.weight_table, y) if self.weight_table is not None else None
         if self.augmenter is not None:
