@@ -154,8 +154,8 @@ class TrainingConfig:
         precision: ``auto``, ``float32``, ``mixed_float16`` or ``mixed_bfloat16``; the
             classifier head always computes in float32. ``auto`` picks what is fastest
             where the run starts (see `keras_resnet.train.precision.resolve_precision`):
-            bfloat16 on TPUs, GPUs of compute capability 8.0+ and CPUs with AMX-BF16,
-            float16 on older GPUs, float32 otherwise.
+            bfloat16 on TPUs, GPUs of compute capability 8.0+ and CPUs with AMX-BF16 or
+            AVX512-BF16 (oneDNN on), float16 on older GPUs, float32 otherwise.
         strategy: ``auto`` (MirroredStrategy when more than one GPU is visible),
             ``default``, ``mirrored``, ``multi_worker`` (reads ``TF_CONFIG``) or ``tpu``.
         label_smoothing: Label smoothing of the categorical cross-entropy.

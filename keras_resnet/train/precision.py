@@ -6,14 +6,16 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
 * GPUs: ``mixed_bfloat16`` when every visible GPU has compute capability 8.0 or more
   (Ampere and later run bfloat16 at float16 speed without loss scaling),
   ``mixed_float16`` before that (tensor cores, with loss scaling);
-* a CPU with AMX-BF16 (Intel Sapphire Rapids and later): ``mixed_bfloat16``; on the
-  2-core development machine ResNet-20 trained 1.1-1.7x faster than in float32;
-* any other CPU: ``float32`` (without AMX, oneDNN's bfloat16 kernels were not
-  measured faster, and older CPUs emulate bfloat16 slowly);
-* also ``float32`` on an AMX CPU when TensorFlow's oneDNN kernels are switched off
-  (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 kernels do not use AMX, and
-  ResNet-20 trained 6.9x slower than in float32 (BENCHMARKS.md, "``precision: auto`` and
-  TensorFlow's oneDNN switch").
+* a CPU with bfloat16 instructions, AMX-BF16 (Intel Sapphire Rapids and later) or
+  AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later): ``mixed_bfloat16``. On 2 cores
+  with AMX, ResNet-20 trained 1.1-1.7x faster than in float32; on 2 cores of an AMD Zen 5
+  (AVX512-BF16, no AMX), ResNet-32 trained 1.4x faster (BENCHMARKS.md, "bfloat16
+  without AMX");
+* any other CPU: ``float32`` (without those instructions bfloat16 is emulated, slowly);
+* also ``float32`` on those CPUs when TensorFlow's oneDNN kernels are switched off
+  (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 kernels use neither AMX nor
+  AVX512-BF16, and on the AMX machine ResNet-20 trained 6.9x slower than in float32
+  (BENCHMARKS.md, "``precision: auto`` and TensorFlow's oneDNN switch").
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from keras_resnet.cpu_kernels import cpu_flags, onednn_enabled
+
+#: CPU flags (``/proc/cpuinfo`` spelling) of bfloat16 instructions that oneDNN uses, best first, with their names.
+CPU_BFLOAT16_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"))
 
 
 class PrecisionChoice(NamedTuple):
@@ -53,6 +58,8 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
         'mixed_float16'
         >>> resolve_precision("auto", gpu_capabilities=[], flags=frozenset({"avx2"})).policy
         'float32'
+        >>> resolve_precision("auto", gpu_capabilities=[], flags=frozenset({"avx512_bf16"}), onednn=True).reason
+        'auto: CPU with AVX512-BF16'
     """
     if requested != "auto":
         return PrecisionChoice(requested, "set in the config")
@@ -66,12 +73,14 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
             return PrecisionChoice("mixed_bfloat16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} >= 8.0")
         return PrecisionChoice("mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} < 8.0")
     flags = cpu_flags() if flags is None else flags
-    if "amx_bf16" in flags:
-        if not (onednn_enabled(flags=flags) if onednn is None else onednn):
-            return PrecisionChoice("float32", "auto: CPU with AMX-BF16, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
-                                              "TensorFlow's own bfloat16 kernels are slower than float32")
-        return PrecisionChoice("mixed_bfloat16", "auto: CPU with AMX-BF16")
-    return PrecisionChoice("float32", "auto: CPU without AMX-BF16")
+    instructions = [name for flag, name in CPU_BFLOAT16_FLAGS if flag in flags]
+    if not instructions:
+        return PrecisionChoice("float32", "auto: CPU without AMX-BF16 or AVX512-BF16")
+    cpu = f"CPU with {instructions[0]}"
+    if not (onednn_enabled(flags=flags) if onednn is None else onednn):
+        return PrecisionChoice("float32", f"auto: {cpu}, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
+                                          "TensorFlow's own bfloat16 kernels are slower than float32")
+    return PrecisionChoice("mixed_bfloat16", f"auto: {cpu}")
 
 
 def visible_gpu_capabilities() -> list[tuple[int, int]]:

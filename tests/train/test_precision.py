@@ -21,13 +21,34 @@ from keras_resnet.train.trainer import train
         ([(8, 0), (7, 5)], False, frozenset({"amx_bf16"}), "mixed_float16"),  # the oldest GPU decides
         ([(6, 1)], False, frozenset(), "mixed_float16"),
         ([], False, frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), "mixed_bfloat16"),
-        ([], False, frozenset({"avx512f", "avx512_bf16"}), "float32"),
+        ([], False, frozenset({"avx512f", "avx512_bf16"}), "mixed_bfloat16"),  # AMD Zen 4/5, Intel Cooper Lake
+        ([], False, frozenset({"avx512f", "avx512_vnni", "avx2"}), "float32"),  # no bfloat16 instructions
         ([], False, frozenset(), "float32"),
     ],
 )
 def test_auto_follows_the_hardware(gpus, tpu, flags, expected):
     choice = resolve_precision("auto", gpu_capabilities=gpus, tpu=tpu, flags=flags, onednn=True)
     assert choice.policy == expected and choice.reason.startswith("auto: ")
+
+
+def test_auto_names_the_best_bfloat16_instructions_of_the_cpu():
+    amx = resolve_precision("auto", gpu_capabilities=[], flags=frozenset({"avx512_bf16", "amx_bf16"}), onednn=True)
+    assert amx.reason == "auto: CPU with AMX-BF16"
+    avx512 = resolve_precision("auto", gpu_capabilities=[], flags=frozenset({"avx512_bf16"}), onednn=True)
+    assert avx512.reason == "auto: CPU with AVX512-BF16"
+    assert resolve_precision("auto", gpu_capabilities=[], flags=frozenset({"avx2"})).reason == (
+        "auto: CPU without AMX-BF16 or AVX512-BF16")
+
+
+def test_auto_keeps_float32_on_an_avx512_bf16_cpu_with_onednn_off(monkeypatch):
+    zen5 = frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})
+    choice = resolve_precision("auto", gpu_capabilities=[], flags=zen5, onednn=False)
+    assert choice.policy == "float32" and "AVX512-BF16, but oneDNN is off" in choice.reason
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert resolve_precision("auto", gpu_capabilities=[], flags=zen5).policy == "float32"
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert resolve_precision("auto", gpu_capabilities=[], flags=zen5).policy == (
+        "mixed_bfloat16" if is_x86_64_linux() else "float32")  # TensorFlow's default: oneDNN on with AVX512-BF16
 
 
 def test_auto_keeps_float32_on_an_amx_cpu_with_onednn_off(monkeypatch):
