@@ -9,7 +9,7 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
 * a CPU with bfloat16 instructions, AMX-BF16 (Intel Sapphire Rapids and later) or
   AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later): ``mixed_bfloat16``. On 2 cores
   with AMX, ResNet-20 trained 1.1-1.7x faster than in float32; on 2 cores of an AMD Zen 5
-  (AVX512-BF16, no AMX), ResNet-32 trained 1.4x faster (BENCHMARKS.md, "bfloat16
+  (AVX512-BF16, no AMX), ResNet-32 trained 1.51x faster (BENCHMARKS.md, "bfloat16
   without AMX");
 * any other CPU: ``float32`` (without those instructions bfloat16 is emulated, slowly);
 * also ``float32`` on those CPUs when TensorFlow's oneDNN kernels are switched off
