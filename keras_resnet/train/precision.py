@@ -7,11 +7,12 @@ The rule, from measurements (BENCHMARKS.md, "Training throughput"):
   (Ampere and later run bfloat16 at float16 speed without loss scaling),
   ``mixed_float16`` before that (tensor cores, with loss scaling);
 * a CPU with bfloat16 instructions, AMX-BF16 (Intel Sapphire Rapids and later) or
-  AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later): ``mixed_bfloat16``. On 2 cores
+  AVX512-BF16 (e.g. Intel Cooper Lake, AMD Zen 4 and 5): ``mixed_bfloat16``. On 2 cores
   with AMX, ResNet-20 trained 1.1-1.7x faster than in float32; on 2 cores of an AMD Zen 5
   (AVX512-BF16, no AMX), ResNet-32 trained 1.51x faster (BENCHMARKS.md, "bfloat16
   without AMX");
-* any other CPU: ``float32`` (without those instructions bfloat16 is emulated, slowly);
+* any other CPU: ``float32`` (not measured faster: without those instructions oneDNN
+  converts bfloat16 in software);
 * also ``float32`` on those CPUs when TensorFlow's oneDNN kernels are switched off
   (``TF_ENABLE_ONEDNN_OPTS=0``): TensorFlow's own bfloat16 kernels use neither AMX nor
   AVX512-BF16, and on the AMX machine ResNet-20 trained 6.9x slower than in float32
@@ -73,10 +74,10 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
             return PrecisionChoice("mixed_bfloat16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} >= 8.0")
         return PrecisionChoice("mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} < 8.0")
     flags = cpu_flags() if flags is None else flags
-    instructions = [name for flag, name in CPU_BFLOAT16_FLAGS if flag in flags]
-    if not instructions:
+    instructions = next((name for flag, name in CPU_BFLOAT16_FLAGS if flag in flags), None)
+    if instructions is None:
         return PrecisionChoice("float32", "auto: CPU without AMX-BF16 or AVX512-BF16")
-    cpu = f"CPU with {instructions[0]}"
+    cpu = f"CPU with {instructions}"
     if not (onednn_enabled(flags=flags) if onednn is None else onednn):
         return PrecisionChoice("float32", f"auto: {cpu}, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
                                           "TensorFlow's own bfloat16 kernels are slower than float32")

@@ -21,7 +21,7 @@ from keras_resnet.train.trainer import train
         ([(8, 0), (7, 5)], False, frozenset({"amx_bf16"}), "mixed_float16"),  # the oldest GPU decides
         ([(6, 1)], False, frozenset(), "mixed_float16"),
         ([], False, frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), "mixed_bfloat16"),
-        ([], False, frozenset({"avx512f", "avx512_bf16"}), "mixed_bfloat16"),  # AMD Zen 4/5, Intel Cooper Lake
+        ([], False, frozenset({"avx512f", "avx512_bf16"}), "mixed_bfloat16"),  # e.g. AMD Zen 4/5, Intel Cooper Lake
         ([], False, frozenset({"avx512f", "avx512_vnni", "avx2"}), "float32"),  # no bfloat16 instructions
         ([], False, frozenset(), "float32"),
     ],
@@ -40,26 +40,24 @@ def test_auto_names_the_best_bfloat16_instructions_of_the_cpu():
         "auto: CPU without AMX-BF16 or AVX512-BF16")
 
 
-def test_auto_keeps_float32_on_an_avx512_bf16_cpu_with_onednn_off(monkeypatch):
-    zen5 = frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})
-    choice = resolve_precision("auto", gpu_capabilities=[], flags=zen5, onednn=False)
-    assert choice.policy == "float32" and "AVX512-BF16, but oneDNN is off" in choice.reason
+@pytest.mark.parametrize(
+    ("flags", "instructions"),
+    [
+        (frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}), "AMX-BF16"),  # Intel Sapphire Rapids
+        (frozenset({"avx512f", "avx512_bf16", "avx512_vnni"}), "AVX512-BF16"),  # AMD Zen 5
+    ],
+)
+def test_auto_keeps_float32_on_a_bfloat16_cpu_with_onednn_off(monkeypatch, flags, instructions):
+    choice = resolve_precision("auto", gpu_capabilities=[], flags=flags, onednn=False)
+    assert choice.policy == "float32" and f"{instructions}, but oneDNN is off" in choice.reason
+    assert resolve_precision("auto", gpu_capabilities=[(9, 0)], flags=flags, onednn=False).policy == "mixed_bfloat16"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert resolve_precision("auto", gpu_capabilities=[], flags=zen5).policy == "float32"
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
-    assert resolve_precision("auto", gpu_capabilities=[], flags=zen5).policy == (
-        "mixed_bfloat16" if is_x86_64_linux() else "float32")  # TensorFlow's default: oneDNN on with AVX512-BF16
-
-
-def test_auto_keeps_float32_on_an_amx_cpu_with_onednn_off(monkeypatch):
-    amx = frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-    choice = resolve_precision("auto", gpu_capabilities=[], flags=amx, onednn=False)
-    assert choice.policy == "float32" and "oneDNN is off" in choice.reason
-    assert resolve_precision("auto", gpu_capabilities=[(9, 0)], flags=amx, onednn=False).policy == "mixed_bfloat16"
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    assert resolve_precision("auto", gpu_capabilities=[], flags=amx).policy == "float32"
+    assert resolve_precision("auto", gpu_capabilities=[], flags=flags).policy == "float32"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
-    assert resolve_precision("auto", gpu_capabilities=[], flags=amx).policy == "mixed_bfloat16"
+    assert resolve_precision("auto", gpu_capabilities=[], flags=flags).policy == "mixed_bfloat16"
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    assert resolve_precision("auto", gpu_capabilities=[], flags=flags).policy == (
+        "mixed_bfloat16" if is_x86_64_linux() else "float32")  # TensorFlow's default: oneDNN on with either
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
