@@ -124,6 +124,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet20", help="a kresnet model name (torch mode: a CIFAR ResNet)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--width-multiplier", type=float, default=1.0,
+                        help="scale every stage's filters (model.width_multiplier; 2 = a CIFAR ResNet at 32/64/128 channels)")
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's (32 CIFAR, 224 ImageNet)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="Keras dtype policy; torch: autocast to bfloat16/float16 (float16 with a GradScaler). "
@@ -165,6 +167,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("batch_size", "steps", "epochs", "repeats", "num_classes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(args, name)}")
+    if not args.width_multiplier > 0:
+        parser.error(f"--width-multiplier must be > 0. Received: {args.width_multiplier}")
     if args.warmup_epochs < 0:
         parser.error(f"--warmup-epochs must be >= 0. Received: {args.warmup_epochs}")
     if args.image_size is None:
@@ -377,7 +381,7 @@ def run_bare(args) -> dict:
     import keras_resnet as kr
 
     model = kr.build_resnet(args.model, num_classes=args.num_classes, input_shape=(args.image_size, args.image_size, 3),
-                            include_preprocessing=True)
+                            include_preprocessing=True, width_multiplier=args.width_multiplier)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images, labels = synthetic_arrays(args)
@@ -433,6 +437,7 @@ def run_kresnet(args) -> dict:
     overrides = {
         "run_dir": str(run_dir),
         "model.name": args.model,
+        "model.width_multiplier": args.width_multiplier,
         "data.dataset": None,
         "data.data_dir": str(root),
         "data.batch_size": args.batch_size,
@@ -467,8 +472,12 @@ def run_kresnet(args) -> dict:
 # --------------------------------------------------------------------------- mode torch
 
 
-def torch_resnet_cifar(torch, depth: int, num_classes: int):
-    """The CIFAR option-A ResNet of depth 6n+2 as a torch ``nn.Module`` (kresnet's ``resnet{depth}``)."""
+def torch_resnet_cifar(torch, depth: int, num_classes: int, width_multiplier: float = 1.0):
+    """The CIFAR option-A ResNet of depth 6n+2 as a torch ``nn.Module`` (kresnet's ``resnet{depth}``).
+
+    ``width_multiplier`` scales the three stages' 16/32/64 channels as kresnet's ``width_multiplier`` does.
+    """
+    widths = [max(1, int(round(f * width_multiplier))) for f in (16, 32, 64)]
     nn, functional = torch.nn, torch.nn.functional
 
     class BasicBlock(nn.Module):
@@ -492,15 +501,15 @@ def torch_resnet_cifar(torch, depth: int, num_classes: int):
         def __init__(self):
             super().__init__()
             n = (depth - 2) // 6
-            self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            blocks, cin = [], 16
-            for stage, cout in enumerate((16, 32, 64)):
+            self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(widths[0])
+            blocks, cin = [], widths[0]
+            for stage, cout in enumerate(widths):
                 for block in range(n):
                     blocks.append(BasicBlock(cin, cout, 2 if stage > 0 and block == 0 else 1))
                     cin = cout
             self.blocks = nn.Sequential(*blocks)
-            self.fc = nn.Linear(64, num_classes)
+            self.fc = nn.Linear(widths[2], num_classes)
             for module in self.modules():
                 if isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")  # Keras he_normal
@@ -528,7 +537,7 @@ def run_torch(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     depth = cifar_depth(args.model)
-    model = torch_resnet_cifar(torch, depth, args.num_classes).to(memory_format=torch.channels_last)
+    model = torch_resnet_cifar(torch, depth, args.num_classes, args.width_multiplier).to(memory_format=torch.channels_last)
     model.train()
     params = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
@@ -581,7 +590,8 @@ def run_worker(args) -> None:
         from keras_resnet.cpu_kernels import onednn_record
 
         result["onednn"] = onednn_record()
-    result.update(mode=args.worker, repeat=args.repeat, model=args.model, batch_size=args.batch_size,
+    result.update(mode=args.worker, repeat=args.repeat, model=args.model, width_multiplier=args.width_multiplier,
+                  batch_size=args.batch_size,
                   image_size=args.image_size, precision=args.precision, steps=args.steps,
                   process_seconds=time.time() - started, versions=versions(), python=sys.executable)
     Path(args.result_file).write_text(json.dumps(result, indent=1))
@@ -592,7 +602,8 @@ def worker_command(args, mode: str, repeat: int, result_file: Path, data_dir: Pa
     python = args.torch_python if mode == "torch" and args.torch_python else sys.executable
     command = [python, str(Path(__file__).resolve()), "--worker", mode, "--repeat", str(repeat),
                "--result-file", str(result_file), "--data-dir", str(data_dir),
-               "--model", args.model, "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+               "--model", args.model, "--width-multiplier", repr(args.width_multiplier),
+               "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
                "--precision", args.precision, "--steps", str(args.steps), "--epochs", str(args.epochs),
                "--warmup-epochs", str(args.warmup_epochs), "--repeats", str(args.repeats), "--modes", mode,
                "--backend", args.backend if mode == "bare" else "tensorflow", "--bare-input", args.bare_input,

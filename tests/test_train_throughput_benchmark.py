@@ -119,6 +119,18 @@ def test_interleave_flag_and_gate_fds_reach_the_worker(bench):
     assert "--gate-fds" not in bench.worker_command(args, "torch", 1, Path("r.json"), Path("images"))
 
 
+def test_width_multiplier_reaches_every_worker_and_must_be_positive(bench, capsys):
+    args = bench.parse_args(["--modes", "bare,kresnet,torch", "--width-multiplier", "2"])
+    assert args.width_multiplier == 2.0
+    for mode in ("bare", "kresnet", "torch"):
+        command = bench.worker_command(args, mode, 1, Path("r.json"), Path("images"))
+        assert bench.parse_args(command[2:]).width_multiplier == 2.0
+    assert bench.parse_args([]).width_multiplier == 1.0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--width-multiplier", "0"])
+    assert "--width-multiplier must be > 0. Received: 0.0" in capsys.readouterr().err
+
+
 def test_bare_tfdata_input_with_and_without_the_autotune_thread(bench):
     import numpy as np
 
