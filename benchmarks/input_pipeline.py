@@ -74,21 +74,23 @@ def main() -> None:
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--normalization", default="unit")
     parser.add_argument("--cache", default="memory")
+    parser.add_argument("--flip-mode", choices=("random", "alternate"), default="random",
+                        help="data.augment.flip_mode: Keras' RandomFlip, or the tf.where of alternating flips")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from keras_resnet.data import DataConfig, build_datasets
+    from keras_resnet.data import AugmentConfig, DataConfig, build_datasets
 
     config = DataConfig(
         dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-        normalization=args.normalization, cache=args.cache,
+        normalization=args.normalization, cache=args.cache, augment=AugmentConfig(flip_mode=args.flip_mode),
     )
     print(f"date: {datetime.date.today()}  machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
           f"TensorFlow {tf.__version__}")
     print(f"data: {args.data_dir}  batch {args.batch_size}  cache {args.cache}  normalization {args.normalization}  "
-          "augment: CIFAR default (pad 4 + random crop, horizontal flip)")
+          f"augment: CIFAR default (pad 4 + random crop, horizontal flip, flip_mode {args.flip_mode})")
     start = time.perf_counter()
     data = build_datasets(config, seed=0)
     print(f"build_datasets (list + check {sum(data.split_sizes.values())} files, holdout): {time.perf_counter() - start:.1f} s; "
