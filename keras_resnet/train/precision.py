@@ -74,10 +74,10 @@ def resolve_precision(requested: str, gpu_capabilities: list[tuple[int, int]] | 
             return PrecisionChoice("mixed_bfloat16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} >= 8.0")
         return PrecisionChoice("mixed_float16", f"auto: GPU compute capability {oldest[0]}.{oldest[1]} < 8.0")
     flags = cpu_flags() if flags is None else flags
-    instructions = next((name for flag, name in CPU_BFLOAT16_FLAGS if flag in flags), None)
-    if instructions is None:
+    instruction_set = next((name for flag, name in CPU_BFLOAT16_FLAGS if flag in flags), None)
+    if instruction_set is None:
         return PrecisionChoice("float32", "auto: CPU without AMX-BF16 or AVX512-BF16")
-    cpu = f"CPU with {instructions}"
+    cpu = f"CPU with {instruction_set}"
     if not (onednn_enabled(flags=flags) if onednn is None else onednn):
         return PrecisionChoice("float32", f"auto: {cpu}, but oneDNN is off (TF_ENABLE_ONEDNN_OPTS): "
                                           "TensorFlow's own bfloat16 kernels are slower than float32")
