@@ -176,6 +176,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if set(KRESNET_MODES) & set(args.mode_list) and args.backend != "tensorflow":
         parser.error(f"modes {', '.join(KRESNET_MODES)} are kresnet's TensorFlow training path and run on the tensorflow backend only. "
                      f"Received: --backend {args.backend} (from --backend or KERAS_BACKEND); run --modes bare on {args.backend}")
+    if cifar_depth(args.model) is not None:
+        widths = cifar_widths(args.width_multiplier)
+        if widths[1] != 2 * widths[0] or widths[2] != 2 * widths[1]:
+            parser.error(f"{args.model}'s option-A shortcuts can only double the channels, but --width-multiplier "
+                         f"{args.width_multiplier} gives stages of {'/'.join(map(str, widths))} channels. "
+                         f"Use a multiplier that keeps them doubling (e.g. 0.5, 1.5, 2, 4)")
     if "torch" in args.mode_list and cifar_depth(args.model) is None:
         parser.error(f"mode torch implements the CIFAR option-A ResNets (resnet20, resnet32, resnet44, resnet56, resnet110). "
                      f"Received: --model {args.model}")
@@ -472,12 +478,17 @@ def run_kresnet(args) -> dict:
 # --------------------------------------------------------------------------- mode torch
 
 
+def cifar_widths(width_multiplier: float) -> list:
+    """The three stages' channels of a CIFAR ResNet at ``width_multiplier`` (16/32/64 scaled, rounded as kresnet's builder does)."""
+    return [max(1, int(round(f * width_multiplier))) for f in (16, 32, 64)]
+
+
 def torch_resnet_cifar(torch, depth: int, num_classes: int, width_multiplier: float = 1.0):
     """The CIFAR option-A ResNet of depth 6n+2 as a torch ``nn.Module`` (kresnet's ``resnet{depth}``).
 
     ``width_multiplier`` scales the three stages' 16/32/64 channels as kresnet's ``width_multiplier`` does.
     """
-    widths = [max(1, int(round(f * width_multiplier))) for f in (16, 32, 64)]
+    widths = cifar_widths(width_multiplier)
     nn, functional = torch.nn, torch.nn.functional
 
     class BasicBlock(nn.Module):

@@ -131,6 +131,16 @@ def test_width_multiplier_reaches_every_worker_and_must_be_positive(bench, capsy
     assert "--width-multiplier must be > 0. Received: 0.0" in capsys.readouterr().err
 
 
+def test_width_multiplier_must_keep_the_cifar_stages_doubling(bench, capsys):
+    assert bench.cifar_widths(1.5) == [24, 48, 96]
+    assert bench.parse_args(["--modes", "torch", "--width-multiplier", "1.5"]).width_multiplier == 1.5
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--modes", "torch", "--width-multiplier", "1.3"])
+    assert "gives stages of 21/42/83 channels" in capsys.readouterr().err
+    # ImageNet ResNets have projection shortcuts: any width builds.
+    assert bench.parse_args(["--modes", "bare", "--model", "resnet18", "--width-multiplier", "1.3"]).width_multiplier == 1.3
+
+
 def test_bare_tfdata_input_with_and_without_the_autotune_thread(bench):
     import numpy as np
 
